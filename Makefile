@@ -1,0 +1,40 @@
+# Two entry points for people: `make run` and `make test`. Both set up what they need.
+SHELL := /bin/bash
+BUN := ./node_modules/.bin/bun
+VITEST := $(BUN) x --bun vitest run --config test/vitest.config.ts
+DESTDIR ?=
+
+# Host tools for building and testing (the image's own parts come from `apt-get download`
+# in build.ts, never from the host's installed files).
+APT_PACKAGES := ca-certificates cpio zstd xz-utils squashfs-tools busybox iproute2 iperf3 \
+	qemu-system-x86 qemu-utils xenstore-utils libxenstore4 gcc libc6-dev
+
+.PHONY: deps build test run smoke bench install clean typecheck
+
+deps: .cache/deps.stamp
+.cache/deps.stamp: Makefile package.json package-lock.json
+	@echo "==> apt-get install (host tools)"
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@echo "==> npm ci"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p .cache && touch $@
+
+build: deps
+	$(BUN) build.ts
+
+typecheck: deps
+	$(BUN) x tsc --noEmit -p .
+
+test: build typecheck
+	$(VITEST)
+
+install: build
+	install -D -m 0644 dist/qemu-stubdom-linux-kernel $(DESTDIR)/usr/lib/xen/boot/qemu-stubdom-linux-kernel
+	install -D -m 0644 dist/qemu-stubdom-linux-rootfs $(DESTDIR)/usr/lib/xen/boot/qemu-stubdom-linux-rootfs
+	install -D -m 0755 dist/stubdom-init $(DESTDIR)/usr/bin/stubdom-init
+
+clean:
+	rm -rf dist
