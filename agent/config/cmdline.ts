@@ -1,0 +1,118 @@
+// The agent's options from the kernel command line. They are parsed on their own, before
+// xenstore is reachable, because one of them says how to reach xenstore.
+import { z } from "zod";
+import { LIMITS, type AgentOptions, type CmdlineResult, type ConfigError } from "./types.ts";
+
+export const DEFAULT_OPTIONS: AgentOptions = Object.freeze({
+  loglevel: "info",
+  crash: "shutdown-guest",
+  healthInterval: 5,
+  xenstore: Object.freeze({ kind: "default" }),
+  domid: null,
+  qmp: Object.freeze({ kind: "vchan" }),
+  qemu: "/usr/libexec/xen-qemu-system-i386",
+  shell: false,
+});
+
+const PREFIX = "stubdom.";
+// DOMID_FIRST_RESERVED (xen/include/public/xen.h): ids from 0x7FF0 up are not domains.
+const MAX_DOMID = 0x7fef;
+const portName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of [A-Za-z0-9._-]");
+const absPath = z.string().regex(/^\/[\x21-\x7e]{0,255}$/, "must be an absolute path of printable ASCII");
+const decimal = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]{1,6}$/, "must be a decimal number")
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+const virtio = (what: string) =>
+  z
+    .string()
+    .startsWith("virtio:", `must be ${what}virtio:<port name>`)
+    .transform((s) => s.slice("virtio:".length))
+    .pipe(portName)
+    .transform((name) => ({ kind: "virtio" as const, name }));
+
+// One schema per option: unknown names are reported, never ignored, so typos do not pass silently.
+const schemas = {
+  loglevel: z.enum(["debug", "info", "warn", "error"]),
+  crash: z.enum(["shutdown-guest", "poweroff", "hold"]),
+  health_interval: decimal(1, 3600),
+  xenstore: z.union([absPath.transform((path) => ({ kind: "path" as const, path })), virtio("an absolute path or ")]),
+  domid: decimal(0, MAX_DOMID),
+  qmp: z.union([z.literal("vchan").transform(() => ({ kind: "vchan" as const })), virtio("vchan or ")]),
+  qemu: absPath,
+  shell: z.enum(["0", "1"]).transform((s) => s === "1"),
+} satisfies Record<string, z.ZodType<unknown, string>>;
+type Name = keyof typeof schemas;
+const field: Record<Name, keyof AgentOptions> = {
+  loglevel: "loglevel",
+  crash: "crash",
+  health_interval: "healthInterval",
+  xenstore: "xenstore",
+  domid: "domid",
+  qmp: "qmp",
+  qemu: "qemu",
+  shell: "shell",
+};
+// A bare `stubdom.shell` means on; every other option needs a value.
+const bareValue: Partial<Record<Name, string>> = { shell: "1" };
+
+/** Split like the kernel does: whitespace separates, double quotes group; `--` ends the options. */
+function tokens(text: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let inQuote = false;
+  let have = false;
+  for (const ch of text) {
+    if (ch === '"') {
+      inQuote = !inQuote;
+      have = true;
+    } else if (!inQuote && (ch === " " || ch === "\t" || ch === "\n" || ch === "\r")) {
+      if (have) out.push(cur);
+      cur = "";
+      have = false;
+    } else {
+      cur += ch;
+      have = true;
+    }
+  }
+  if (have) out.push(cur);
+  const end = out.indexOf("--");
+  return end < 0 ? out : out.slice(0, end);
+}
+
+function firstIssue(error: z.ZodError): string {
+  return error.issues[0]?.message ?? "invalid value";
+}
+
+/** Options from /proc/cmdline text. Never throws; a later duplicate wins, as in the kernel. */
+export function parseCmdline(text: string): CmdlineResult {
+  const errors: ConfigError[] = [];
+  const options: Record<string, unknown> = { ...DEFAULT_OPTIONS };
+  let input = text;
+  if (input.length > LIMITS.maxCmdlineBytes) {
+    errors.push({ key: "cmdline", reason: `longer than ${LIMITS.maxCmdlineBytes} characters; the rest is ignored` });
+    input = input.slice(0, LIMITS.maxCmdlineBytes);
+  }
+  for (const token of tokens(input)) {
+    if (!token.startsWith(PREFIX)) continue;
+    const eq = token.indexOf("=");
+    const name = eq < 0 ? token.slice(PREFIX.length) : token.slice(PREFIX.length, eq);
+    const key = `cmdline:${PREFIX}${name}`;
+    if (!Object.hasOwn(schemas, name)) {
+      errors.push({ key, reason: "unknown option" });
+      continue;
+    }
+    const n = name as Name;
+    const raw = eq < 0 ? bareValue[n] : token.slice(eq + 1);
+    if (raw === undefined) {
+      errors.push({ key, reason: "needs a value" });
+      continue;
+    }
+    const parsed = schemas[n].safeParse(raw);
+    if (parsed.success) options[field[n]] = parsed.data;
+    else errors.push({ key, reason: `${JSON.stringify(raw)}: ${firstIssue(parsed.error)}` });
+  }
+  return { options: Object.freeze(options) as unknown as AgentOptions, errors };
+}
