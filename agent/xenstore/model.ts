@@ -131,6 +131,7 @@ class Transaction {
   readonly writes: Overlay = new Map();
   /** Generation of every node the transaction looked at (0 = absent) when it first did. */
   readonly seen = new Map<string, number>();
+  readonly snapshot: Overlay = new Map();
   readonly events: PendingEvent[] = [];
   readonly ownedDelta = new Map<number, number>();
   constructor(readonly id: number) {}
@@ -358,24 +359,28 @@ export class Session {
     if (!t) return fail("ENOENT");
     const store = this.store;
     const note = (p: string) => {
-      if (!t.seen.has(p)) t.seen.set(p, store.node(p)?.gen ?? 0);
+      if (t.seen.has(p)) return;
+      const n = store.node(p);
+      t.seen.set(p, n?.gen ?? 0);
+      t.snapshot.set(p, n ?? null);
     };
     return {
+      // A transaction keeps seeing what it first saw (test-xenstore's "ta err" checks this).
       get: (p) => {
         note(p);
         if (t.writes.has(p)) return t.writes.get(p) ?? undefined;
-        return store.node(p);
+        return t.snapshot.get(p) ?? undefined;
       },
       put: (p, n) => {
         note(p);
-        const old = t.writes.has(p) ? t.writes.get(p) : store.node(p);
+        const old = t.writes.has(p) ? t.writes.get(p) : t.snapshot.get(p);
         if (old) bump(t.ownedDelta, old.perms, -1);
         bump(t.ownedDelta, n.perms, 1);
         t.writes.set(p, { ...n, gen: 0 });
       },
       del: (p) => {
         note(p);
-        const old = t.writes.has(p) ? t.writes.get(p) : store.node(p);
+        const old = t.writes.has(p) ? t.writes.get(p) : t.snapshot.get(p);
         if (old) bump(t.ownedDelta, old.perms, -1);
         t.writes.set(p, null);
       },
@@ -602,6 +607,10 @@ export class Session {
   resetWatches(): void {
     this.watches.length = 0;
     this.transactions.clear();
+  }
+
+  hasTransaction(tx: number): boolean {
+    return this.transactions.has(tx);
   }
 
   transactionStart(): number {

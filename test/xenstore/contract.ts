@@ -244,6 +244,8 @@ export function xenstoreContract(h: () => Harness): void {
     const t1 = xs.transactionStart();
     const v = Number(text(xs.read("/t/c/n", t1)));
     xs.write("/t/c/n", "100");
+    // The transaction keeps its snapshot after the outside write.
+    expect(text(xs.read("/t/c/n", t1))).toBe("0");
     xs.write("/t/c/n", String(v + 1), t1);
     expect(xs.transactionEnd(t1, false)).toBe(false);
     expect(text(xs.read("/t/c/n"))).toBe("100");
