@@ -1,0 +1,63 @@
+// Shared set-up for the health tests: a store laid out the way libxl leaves it for guest G and
+// stub domain S, a controllable clock, and a logger that keeps its lines.
+import { createLogger, type Logger } from "../../agent/log.ts";
+import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
+
+export const GUEST = 4;
+export const STUB = 5;
+
+export function libxlLayout(): { dom0: MemoryXenStore; stub: MemoryXenStore } {
+  const dom0 = new MemoryXenStore();
+  for (const d of [GUEST, STUB]) {
+    dom0.write(`/local/domain/${d}/domid`, String(d));
+    dom0.setPermissions(`/local/domain/${d}`, [{ domid: d, perm: "r" }]);
+    dom0.mkdir(`/local/domain/${d}/data`);
+    dom0.setPermissions(`/local/domain/${d}/data`, [{ domid: d, perm: "n" }]);
+  }
+  dom0.write(`/local/domain/${STUB}/target`, String(GUEST));
+  dom0.write(`/local/domain/${GUEST}/image/device-model-domid`, String(STUB));
+  dom0.introduceDomain(GUEST);
+  dom0.introduceDomain(STUB);
+  dom0.setTarget(STUB, GUEST);
+  const stub = new MemoryXenStore({ store: dom0.store, domid: STUB });
+  return { dom0, stub };
+}
+
+export interface TestClock {
+  /** Seconds since "kernel start" for the writer. */
+  boot: () => number;
+  wall: () => number;
+  advance(ms: number): void;
+}
+
+export function testClock(startWallMs = 1_764_000_000_000, startBootMs = 1_000): TestClock {
+  let offset = 0;
+  return {
+    boot: () => (startBootMs + offset) / 1000,
+    wall: () => startWallMs + offset,
+    advance: (ms) => void (offset += ms),
+  };
+}
+
+export function memLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { log: createLogger({ sink: { write: (l) => void lines.push(l) }, clock: () => 0, level: "debug" }), lines };
+}
+
+/** A heartbeat timer the test fires by hand. */
+export function manualTimer(): { every: (ms: number, fn: () => void) => () => void; fire(): void; intervals: number[]; running: () => boolean } {
+  let fn: (() => void) | undefined;
+  const intervals: number[] = [];
+  return {
+    every(ms, f) {
+      intervals.push(ms);
+      fn = f;
+      return () => void (fn = undefined);
+    },
+    fire: () => fn?.(),
+    intervals,
+    running: () => fn !== undefined,
+  };
+}
+
+export const text = (b: Uint8Array) => new TextDecoder().decode(b);
