@@ -7,7 +7,8 @@ DESTDIR ?=
 # Host tools for building and testing (the image's own parts come from `apt-get download`
 # in build.ts, never from the host's installed files).
 APT_PACKAGES := ca-certificates cpio zstd xz-utils squashfs-tools busybox iproute2 iperf3 \
-	qemu-system-x86 qemu-utils xenstore-utils libxenstore4 gcc libc6-dev
+	qemu-system-x86 qemu-utils xenstore-utils libxenstore4 gcc libc6-dev \
+	kmod binutils
 
 .PHONY: deps build test run smoke bench install clean typecheck
 
