@@ -89,6 +89,8 @@ export interface Disk {
   /** Index in dmArgv of the argument that names it. */
   readonly argIndex: number;
   readonly cdrom: boolean;
+  /** A vbd frontend for it exists (device/vbd/<devid>); the toolstack attaches disks before unpausing. */
+  readonly attached: boolean;
 }
 
 export interface StubdomConfig {
@@ -130,6 +132,8 @@ export type SnapshotDir = readonly string[] | { readonly error: string } | null;
 
 export interface Snapshot {
   readonly format: "stubdom-config-snapshot/1";
+  /** The own domid the reader was given (ReadOptions.domid); null: it read the relative `domid`. */
+  readonly domid: number | null;
   readonly values: Readonly<Record<string, SnapshotValue>>;
   readonly dirs: Readonly<Record<string, SnapshotDir>>;
 }
