@@ -220,9 +220,9 @@ export function parseConfig(input: unknown, options: AgentOptions, meter: Meter 
   }
 
   // --- vif frontends ---
-  const vifNames = list(sk.vifDir, LIMITS.maxDirEntries) ?? [];
+  const vifNames = list(sk.vifDir, LIMITS.maxDirEntries);
   const vifs = new Set<number>();
-  for (const name of vifNames) {
+  for (const name of vifNames ?? []) {
     tick();
     const n = devNumber(name);
     if (n === null) fail(`${sk.vifDir}/${name}`, "vif device number is not a decimal number");
@@ -403,7 +403,8 @@ export function parseConfig(input: unknown, options: AgentOptions, meter: Meter 
       if (r) fail(dev.key, `mac: ${r}`);
     }
     if (!vifs.has(index)) {
-      fail(nd.key, `ifname ${nd.ifname} matches no vif: ${vifFront(stubDomid, index)} is missing`);
+      // When the vif directory itself failed, that error already says why.
+      if (vifNames !== undefined) fail(nd.key, `ifname ${nd.ifname} matches no vif: ${vifFront(stubDomid, index)} is missing`);
       continue;
     }
     const nic = parseVif(index, nd, dev, stubDomid, { required, optional, domid, fail, errorCount: () => errors.length });
