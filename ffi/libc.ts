@@ -2,13 +2,40 @@
 // resolved lazily so that importing this module never fails on a machine without them.
 // Other ffi/ modules may dlopen libc.so.6 for their own symbols; errno is read through
 // errno() below, right after the failing call (bun-as-pid1.md: never dlsym `errno`).
-import { dlopen, FFIType, read, type Library } from "bun:ffi";
+// Every wrapper here is non-blocking by construction (bun-as-pid1.md: a blocking FFI call
+// freezes timers, signals and child exits): no read() of a blocking fd, no waitid without
+// WNOHANG.
+import { dlopen, FFIType, ptr, read, type Library } from "bun:ffi";
 
 const LIBC = "libc.so.6";
+const { i32, i64, u32, u64, ptr: p, cstring, void: none } = FFIType;
 
 const symbols = {
-  __errno_location: { args: [], returns: FFIType.ptr },
-  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
+  __errno_location: { args: [], returns: p },
+  strerror: { args: [i32], returns: cstring },
+  mount: { args: [p, p, p, u64, p], returns: i32 },
+  umount2: { args: [p, i32], returns: i32 },
+  reboot: { args: [i32], returns: i32 },
+  sethostname: { args: [p, u64], returns: i32 },
+  sync: { args: [], returns: none },
+  prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+  kill: { args: [i32, i32], returns: i32 },
+  waitid: { args: [i32, i32, p, i32], returns: i32 },
+  open: { args: [p, i32, u32], returns: i32 },
+  close: { args: [i32], returns: i32 },
+  write: { args: [i32, p, u64], returns: i64 },
+  fcntl: { args: [i32, i32, i64], returns: i32 },
+  tcgetattr: { args: [i32, p], returns: i32 },
+  tcsetattr: { args: [i32, i32, p], returns: i32 },
+  cfmakeraw: { args: [p], returns: none },
+  socket: { args: [i32, i32, i32], returns: i32 },
+  connect: { args: [i32, p, u32], returns: i32 },
+  bind: { args: [i32, p, u32], returns: i32 },
+  listen: { args: [i32, i32], returns: i32 },
+  shutdown: { args: [i32, i32], returns: i32 },
+  sendmsg: { args: [i32, p, i32], returns: i64 },
+  klogctl: { args: [i32, p, i32], returns: i32 },
+  syscall: { args: [i64, i64, p, i64], returns: i64 },
 } as const;
 
 let lib: Library<typeof symbols> | undefined;
@@ -33,7 +60,7 @@ export function errno(): number {
 const names: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 7: "E2BIG", 9: "EBADF",
   10: "ECHILD", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 16: "EBUSY", 17: "EEXIST",
-  19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 24: "EMFILE", 28: "ENOSPC",
+  19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 24: "EMFILE", 25: "ENOTTY", 28: "ENOSPC",
   30: "EROFS", 32: "EPIPE", 34: "ERANGE", 38: "ENOSYS", 39: "ENOTEMPTY", 61: "ENODATA",
   71: "EPROTO", 90: "EMSGSIZE", 93: "EPROTONOSUPPORT", 95: "EOPNOTSUPP", 98: "EADDRINUSE",
   104: "ECONNRESET", 105: "ENOBUFS", 106: "EISCONN", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
@@ -49,4 +76,206 @@ export class SysError extends Error {
     super(`${call}${subject ? ` ${subject}` : ""}: ${errnoName(errno)} (${libc().strerror(errno)})`);
     this.name = "SysError";
   }
+}
+
+const enc = new TextEncoder();
+/** A NUL-terminated copy; the caller keeps it referenced for the duration of the call. */
+function cstr(s: string): Uint8Array {
+  return enc.encode(`${s}\0`);
+}
+function orNull(s: string | undefined): Uint8Array | null {
+  return s === undefined ? null : cstr(s);
+}
+function check(call: string, rc: number | bigint, subject = ""): number {
+  const n = Number(rc);
+  if (n < 0) throw new SysError(call, errno(), subject);
+  return n;
+}
+
+export const MS = {
+  RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, REMOUNT: 32, BIND: 4096,
+} as const;
+
+export function mount(source: string, target: string, fstype: string | undefined, flags: number, data?: string): void {
+  check("mount", libc().mount(cstr(source), cstr(target), orNull(fstype), BigInt(flags), orNull(data)), target);
+}
+
+// <sys/reboot.h> / <linux/reboot.h>
+export const RB_POWER_OFF = 0x4321fedc;
+/** LINUX_REBOOT_CMD_CAD_OFF: Ctrl-Alt-Del then sends SIGINT to PID 1. */
+export const RB_DISABLE_CAD = 0;
+
+export function reboot(cmd: number): void {
+  check("reboot", libc().reboot(cmd));
+}
+
+export function sethostname(name: string): void {
+  const b = enc.encode(name);
+  check("sethostname", libc().sethostname(b, BigInt(b.length)), name);
+}
+
+export function sync(): void {
+  libc().sync();
+}
+
+export const PR_SET_CHILD_SUBREAPER = 36;
+export function prctl(option: number, arg2: number): void {
+  check("prctl", libc().prctl(option, BigInt(arg2), 0n, 0n, 0n), String(option));
+}
+
+export function kill(pid: number, sig: number): void {
+  check("kill", libc().kill(pid, sig), String(pid));
+}
+
+const P_ALL = 0, P_PID = 1;
+const WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
+export interface ChildExit {
+  pid: number;
+  /** CLD_EXITED=1, CLD_KILLED=2, CLD_DUMPED=3 */
+  code: number;
+  status: number;
+}
+
+function waitidOnce(idtype: number, id: number, options: number): ChildExit | null {
+  // siginfo_t is 128 bytes; for SIGCHLD si_pid is at 16, si_status at 24 (x86-64).
+  const si = new Uint8Array(128);
+  const rc = libc().waitid(idtype, id, si, options | WEXITED | WNOHANG);
+  if (rc < 0) {
+    const e = errno();
+    if (e === 10) return null; // ECHILD: no children at all
+    throw new SysError("waitid", e);
+  }
+  const dv = new DataView(si.buffer);
+  const pid = dv.getInt32(16, true);
+  return pid === 0 ? null : { pid, code: dv.getInt32(8, true), status: dv.getInt32(24, true) };
+}
+
+/** The first exited child, left waitable (WNOWAIT), or null. */
+export function peekExitedChild(): ChildExit | null {
+  return waitidOnce(P_ALL, 0, WNOWAIT);
+}
+
+/** Reap one specific exited child, or null if it has not exited. */
+export function reapChild(pid: number): ChildExit | null {
+  return waitidOnce(P_PID, pid, 0);
+}
+
+export const O = {
+  RDONLY: 0, WRONLY: 1, RDWR: 2, NOCTTY: 0o400, NONBLOCK: 0o4000, CLOEXEC: 0o2000000,
+} as const;
+
+export function open(path: string, flags: number, mode = 0): number {
+  return check("open", libc().open(cstr(path), flags, mode), path);
+}
+
+export function close(fd: number): void {
+  check("close", libc().close(fd), String(fd));
+}
+
+export function write(fd: number, data: Uint8Array): number {
+  return check("write", libc().write(fd, data, BigInt(data.length)), String(fd));
+}
+
+const F_GETFL = 3, F_SETFL = 4;
+export function setNonBlocking(fd: number, on: boolean): void {
+  const fl = check("fcntl", libc().fcntl(fd, F_GETFL, 0n), String(fd));
+  check("fcntl", libc().fcntl(fd, F_SETFL, BigInt(on ? fl | O.NONBLOCK : fl & ~O.NONBLOCK)), String(fd));
+}
+
+/** Raw mode (cfmakeraw: no echo, no line discipline) so binary state streams pass unchanged. */
+export function makeRaw(fd: number, subject: string): void {
+  const t = new Uint8Array(64); // struct termios is 60 bytes in glibc
+  check("tcgetattr", libc().tcgetattr(fd, t), subject);
+  libc().cfmakeraw(t);
+  check("tcsetattr", libc().tcsetattr(fd, 0 /* TCSANOW */, t), subject);
+}
+
+const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
+
+function sockaddrUn(path: string): Uint8Array {
+  const name = enc.encode(path);
+  if (name.length >= 108) throw new Error(`socket path too long (${name.length} bytes): ${path}`);
+  const sa = new Uint8Array(2 + name.length + 1);
+  new DataView(sa.buffer).setUint16(0, AF_UNIX, true);
+  sa.set(name, 2);
+  return sa;
+}
+
+function unixSocket(path: string, flags: number, op: "connect" | "bind"): number {
+  const sa = sockaddrUn(path);
+  const fd = check("socket", libc().socket(AF_UNIX, SOCK_STREAM | flags, 0), path);
+  const rc = op === "connect" ? libc().connect(fd, sa, sa.length) : libc().bind(fd, sa, sa.length);
+  if (rc < 0) {
+    const e = errno();
+    libc().close(fd);
+    throw new SysError(op, e, path);
+  }
+  return fd;
+}
+
+/** A connected, non-blocking, close-on-exec UNIX stream socket. */
+export function connectUnix(path: string): number {
+  return unixSocket(path, SOCK_NONBLOCK | SOCK_CLOEXEC, "connect");
+}
+
+/**
+ * A listening UNIX socket meant to be inherited by a child (no CLOEXEC, blocking, as the
+ * child expects). Binding it before the child starts lets the parent connect at once: the
+ * connection waits in the backlog until the child accepts, so nobody polls for the path.
+ */
+export function listenUnixForChild(path: string, backlog = 4): number {
+  const fd = unixSocket(path, 0, "bind");
+  if (libc().listen(fd, backlog) < 0) {
+    const e = errno();
+    libc().close(fd);
+    throw new SysError("listen", e, path);
+  }
+  return fd;
+}
+
+/** shutdown(SHUT_RDWR): the peer sees the close and our pending reads end, fd still open. */
+export function shutdownSocket(fd: number): void {
+  check("shutdown", libc().shutdown(fd, 2), String(fd));
+}
+
+const MSG_NOSIGNAL = 0x4000, SOL_SOCKET = 1, SCM_RIGHTS = 1;
+
+/** sendmsg(2) of `data`, with `fds` attached as SCM_RIGHTS when given. Returns bytes sent. */
+export function sendWithFds(sock: number, data: Uint8Array, fds: number[] = []): number {
+  const iov = new Uint8Array(16);
+  const iv = new DataView(iov.buffer);
+  iv.setBigUint64(0, BigInt(ptr(data)), true);
+  iv.setBigUint64(8, BigInt(data.length), true);
+  const msg = new Uint8Array(56);
+  const mv = new DataView(msg.buffer);
+  mv.setBigUint64(16, BigInt(ptr(iov)), true);
+  mv.setBigUint64(24, 1n, true);
+  let control: Uint8Array | undefined;
+  if (fds.length > 0) {
+    // CMSG_SPACE(4n) rounds the 16-byte header plus the fds to 8 bytes.
+    const len = 16 + 4 * fds.length;
+    control = new Uint8Array((len + 7) & ~7);
+    const cv = new DataView(control.buffer);
+    cv.setBigUint64(0, BigInt(len), true);
+    cv.setInt32(8, SOL_SOCKET, true);
+    cv.setInt32(12, SCM_RIGHTS, true);
+    fds.forEach((fd, i) => cv.setInt32(16 + 4 * i, fd, true));
+    mv.setBigUint64(32, BigInt(ptr(control)), true);
+    mv.setBigUint64(40, BigInt(control.length), true);
+  }
+  const n = check("sendmsg", libc().sendmsg(sock, msg, MSG_NOSIGNAL), String(sock));
+  void control; // referenced until here so the GC cannot move it during the call
+  return n;
+}
+
+const SYS_finit_module = 313;
+/** Load a kernel module from an open file. Throws SysError (EEXIST when already loaded). */
+export function finitModule(fd: number, params: string, subject: string): void {
+  check("finit_module", libc().syscall(BigInt(SYS_finit_module), BigInt(fd), cstr(params), 0n), subject);
+}
+
+const SYSLOG_ACTION_CLEAR = 5;
+/** Empty the kernel ring buffer, so KASLR hints in early messages cannot be read later. */
+export function klogClear(): void {
+  check("klogctl", libc().klogctl(SYSLOG_ACTION_CLEAR, null, 0));
 }

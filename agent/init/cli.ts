@@ -1,5 +1,93 @@
-// Placeholder until its issue lands.
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write("stubdom-init: 'init/cli' is not implemented yet\n");
-  return 1;
+// `stubdom-init init`: the supervisor without the machine setup, for tests and debugging. It
+// runs as a subreaper (--subreaper) or as PID 1 of a PID namespace (`unshare --pid --fork
+// --mount-proc stubdom-init init ...`, where runInit hands over to it). "Power off" exits the
+// process; the hypervisor and the health report are files, so a test can read what happened.
+import { appendFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { PR_SET_CHILD_SUBREAPER, prctl, sync } from "../../ffi/libc.ts";
+import { createLogger, stderrSink, uptimeClock, type Level } from "../log.ts";
+import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
+import { Supervisor, type QemuPlan } from "./supervisor.ts";
+import { realSupervisorDeps, supervise } from "./wiring.ts";
+
+const PlanSchema = z.strictObject({
+  binary: z.string().min(1),
+  dmArgv: z.array(z.string()),
+  restoreArgIndex: z.number().int().min(0).nullable().default(null),
+  guestDomid: z.number().int().min(1).max(0x7fef),
+  crash: z.enum(["shutdown-guest", "poweroff", "hold"]).default("shutdown-guest"),
+  saveConsole: z.boolean().default(false),
+  qmpTimeoutMs: z.number().int().min(1).max(600_000).default(20_000),
+});
+
+/** Exit codes standing in for power-off reasons. */
+export const EXIT_CODES: Record<PowerOffReason, number> = { shutdown: 0, crash: 3, fatal: 4, config: 5 };
+
+const USAGE =
+  "usage: stubdom-init init --plan FILE [--subreaper] [--run-dir DIR] [--health-file FILE]\n" +
+  "         [--hypervisor-log FILE] [--console1 PATH] [--console2 PATH] [--loglevel LEVEL]\n";
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        plan: { type: "string" },
+        subreaper: { type: "boolean", default: false },
+        "run-dir": { type: "string" },
+        "health-file": { type: "string" },
+        "hypervisor-log": { type: "string" },
+        console1: { type: "string", default: "/dev/hvc1" },
+        console2: { type: "string", default: "/dev/hvc2" },
+        loglevel: { type: "string", default: "info" },
+      },
+    }));
+  } catch (e) {
+    process.stderr.write(`stubdom-init init: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (!values.plan) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const parsed = PlanSchema.safeParse(JSON.parse(readFileSync(values.plan, "utf8")));
+  if (!parsed.success) {
+    process.stderr.write(`stubdom-init init: ${values.plan}: ${parsed.error.message}\n`);
+    return 2;
+  }
+  const clock = uptimeClock();
+  const nowMs = () => clock() * 1000;
+  const log = createLogger({ sink: stderrSink, level: values.loglevel as Level, clock });
+  if (values.subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const runDir = values["run-dir"] ?? mkdtempSync(`${tmpdir()}/stubdom-init-`);
+  const plan: QemuPlan = { ...parsed.data, runDir };
+
+  const healthFile = values["health-file"];
+  const health: HealthReport = {
+    update: (patch, urgent = false) => {
+      if (healthFile) appendFileSync(healthFile, `${JSON.stringify({ patch, urgent })}\n`);
+    },
+  };
+  const hvLog = values["hypervisor-log"];
+  const hypervisor: Hypervisor = {
+    shutdownGuest: (guest, reason) => {
+      if (hvLog) appendFileSync(hvLog, `shutdownGuest ${guest} ${reason}\n`);
+    },
+  };
+  const machine: Machine = { sync, powerOff: (reason) => process.exit(EXIT_CODES[reason]) };
+  log.info(`init: supervising as ${process.pid === 1 ? "PID 1" : values.subreaper ? "subreaper" : "plain process"}`);
+  const deps = realSupervisorDeps({
+    log,
+    hypervisor,
+    machine,
+    health,
+    consoles: { 1: values.console1, 2: values.console2 },
+    nowMs,
+    entryMs: nowMs() - performance.now(),
+  });
+  await supervise(new Supervisor(plan, deps));
+  return 0;
 }

@@ -1,0 +1,363 @@
+// The supervision loop: one QEMU, started once, watched through its exit promise and its QMP
+// monitor, stopped on request, and — when it dies on its own — the crash policy. Every event
+// goes through the queue and the lifecycle table; nothing here throws past the loop: errors
+// become log lines, health keys, or the one fatal path.
+import type { CrashPolicy } from "../config/types.ts";
+import type { Logger } from "../log.ts";
+import { buildQemuArgv } from "../qemu/argv.ts";
+import {
+  DEFAULT_DEADLINES,
+  lifecycle,
+  type Action,
+  type Deadlines,
+  type QemuEvent,
+  type QemuState,
+} from "../qemu/lifecycle.ts";
+import type { QmpClient } from "../qemu/qmp.ts";
+import { DEFAULT_RING, StderrRing } from "../qemu/stderr-ring.ts";
+import { EventQueue, type AgentEvent } from "./events.ts";
+import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
+import type { Child, ExitStatus, Processes } from "./processes.ts";
+
+export interface QemuPlan {
+  readonly binary: string;
+  readonly dmArgv: readonly string[];
+  readonly restoreArgIndex: number | null;
+  readonly guestDomid: number;
+  readonly crash: CrashPolicy;
+  /** Directory for the monitors' sockets. */
+  readonly runDir: string;
+  /** Console 1 exists: hand /dev/hvc1 to QEMU as fdset 1 before reporting ready. */
+  readonly saveConsole: boolean;
+  /** QMP greeting + setup deadline; libxl's whole start-up budget is 30 s. */
+  readonly qmpTimeoutMs: number;
+}
+
+export interface SupervisorDeps {
+  readonly log: Logger;
+  readonly processes: Processes;
+  readonly hypervisor: Hypervisor;
+  readonly machine: Machine;
+  readonly health: HealthReport;
+  /** Binds a listening socket for QEMU to inherit; returns the fd. */
+  listen(path: string): number;
+  connectQmp(path: string, timeoutMs: number): Promise<QmpClient>;
+  /** A raw-mode fd on console n (/dev/hvcN), or throws. */
+  openConsole(n: 1 | 2): number;
+  closeFd(fd: number): void;
+  /** Runs the orphan reaper; returns how many it reaped. */
+  reapOrphans(): number;
+  /** Milliseconds since kernel start. */
+  nowMs(): number;
+  /** nowMs() at PID 1 entry. */
+  readonly entryMs: number;
+  readonly deadlines?: Deadlines;
+}
+
+const STDERR_DRAIN_MS = 100;
+
+export const MONITORS = { agent: "qmp-agent", relay: "qmp-relay" } as const;
+
+export class Supervisor {
+  readonly queue = new EventQueue();
+  state: QemuState = "idle";
+  private child: Child | undefined;
+  private qmp: QmpClient | undefined;
+  private generation = 0;
+  private deadline: ReturnType<typeof setTimeout> | undefined;
+  /** The last QMP problem, for the log. */
+  private qmpProblem: string | undefined;
+  /** Set when we declared QEMU failed and stopped it: its end then counts as a crash. */
+  private startFailure: string | undefined;
+  private hypervisorCalled = false;
+  private fatalStarted = false;
+  private readonly stderr: StderrRing;
+  private readonly deadlines: Deadlines;
+  /** QMP events, for consumers such as the NIC teardown on DEVICE_DELETED. */
+  readonly qmpListeners = new Set<(e: AgentEvent & { kind: "qmp" }) => void>();
+
+  constructor(
+    private readonly plan: QemuPlan,
+    private readonly deps: SupervisorDeps,
+  ) {
+    this.deadlines = deps.deadlines ?? DEFAULT_DEADLINES;
+    const qlog = deps.log.child("qemu");
+    this.stderr = new StderrRing(DEFAULT_RING, (l) => qlog.info(l));
+  }
+
+  socketPath(monitor: string): string {
+    return `${this.plan.runDir}/${monitor}.sock`;
+  }
+
+  /** Starts QEMU and handles events until power-off. Never returns while supervising. */
+  async run(): Promise<void> {
+    this.queue.push({ kind: "qemu", event: "start" });
+    for await (const ev of this.queue) {
+      try {
+        await this.handle(ev);
+      } catch (e) {
+        await this.fatal(`while handling ${ev.kind} event: ${(e as Error).stack ?? String(e)}`);
+      }
+    }
+  }
+
+  private async handle(ev: AgentEvent): Promise<void> {
+    switch (ev.kind) {
+      case "signal":
+        if (ev.signal === "SIGCHLD") {
+          const n = this.deps.reapOrphans();
+          if (n > 0) this.deps.log.debug(`reaped ${n} orphan(s)`);
+        } else if (ev.signal === "SIGHUP") {
+          this.deps.log.info("SIGHUP ignored");
+        } else {
+          this.deps.log.info(`${ev.signal}: stopping QEMU and powering off`);
+          await this.step("stop");
+        }
+        return;
+      case "qemu":
+        if (ev.event === "deadline" && ev.generation !== this.generation) return; // stale timer
+        if (ev.event === "exit" && ev.exit) this.recordExit(ev.exit);
+        if (ev.event === "qmpFailed" && ev.detail) this.qmpProblem = ev.detail;
+        await this.step(ev.event);
+        return;
+      case "qmp":
+        for (const l of this.qmpListeners) l(ev);
+        return;
+      case "watch":
+        return;
+      case "fatal":
+        await this.fatal(ev.reason);
+        return;
+    }
+  }
+
+  private async step(event: QemuEvent): Promise<void> {
+    const from = this.state;
+    const tr = lifecycle[from][event];
+    this.state = tr.next;
+    if (tr.next !== from) {
+      this.deps.log.debug(`qemu ${from} --${event}--> ${tr.next}`);
+      this.armDeadline(tr.next);
+    }
+    for (const a of tr.actions) await this.act(a, `${from}/${event}`);
+  }
+
+  private armDeadline(state: QemuState): void {
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    const gen = ++this.generation;
+    const ms = state in this.deadlines ? this.deadlines[state as keyof Deadlines] : undefined;
+    if (ms !== undefined) {
+      this.deadline = setTimeout(() => this.queue.push({ kind: "qemu", event: "deadline", generation: gen }), ms);
+    }
+  }
+
+  private async act(action: Action, cell: string): Promise<void> {
+    const log = this.deps.log;
+    switch (action) {
+      case "spawn":
+        return this.spawn();
+      case "reportRunning":
+        log.info(`QEMU ready (pid ${this.child?.pid})`);
+        this.deps.health.update({ phase: "running", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+        return;
+      case "warnQmpLost":
+        log.warn(`QMP monitor lost: ${this.qmpProblem ?? "closed"}`);
+        return;
+      case "qmpQuit":
+        log.info("asking QEMU to quit (QMP quit)");
+        this.deps.health.update({ phase: "stopping", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+        this.qmp?.execute("quit", undefined, this.deadlines.quitting).catch(() => undefined);
+        return;
+      case "sendTerm":
+        log.info(`sending SIGTERM to QEMU (pid ${this.child?.pid})`);
+        this.signalChild("SIGTERM");
+        return;
+      case "sendKill":
+        log.warn(`QEMU still running: sending SIGKILL (pid ${this.child?.pid})`);
+        this.signalChild("SIGKILL");
+        return;
+      case "failStart":
+        this.startFailure = this.qmpProblem ?? "QMP monitor unusable";
+        this.reportError(`QEMU failed to start: ${this.startFailure}`);
+        return;
+      case "crashed":
+        return this.crashPolicy("QEMU exited on its own");
+      case "stopped":
+        if (this.startFailure !== undefined) return this.crashPolicy(`QEMU failed: ${this.startFailure}`);
+        return this.powerOff("shutdown");
+      case "giveUp":
+        return this.fatal("QEMU survived SIGKILL");
+      case "impossible":
+        return this.fatal(`impossible QEMU event ${cell}`);
+    }
+  }
+
+  private signalChild(sig: "SIGTERM" | "SIGKILL"): void {
+    try {
+      this.child?.kill(sig);
+    } catch (e) {
+      this.deps.log.warn(`kill ${sig}: ${(e as Error).message}`);
+    }
+  }
+
+  private async spawn(): Promise<void> {
+    const { plan, deps } = this;
+    this.deps.health.update({ phase: "starting", phase_since_ms: Math.round(deps.nowMs()) }, true);
+    const built = buildQemuArgv({
+      dmArgv: plan.dmArgv,
+      restoreArgIndex: plan.restoreArgIndex,
+      monitors: [MONITORS.agent, MONITORS.relay],
+      restoreFd: plan.restoreArgIndex !== null,
+    });
+    if (!built.ok) return this.configError(`QEMU arguments: ${built.reason}`);
+    if (built.dropped.length) deps.log.warn(`dropped from dm-argv: ${built.dropped.join(" ")}`);
+    const fds: number[] = [];
+    try {
+      for (const m of [MONITORS.agent, MONITORS.relay]) fds.push(deps.listen(this.socketPath(m)));
+      if (plan.restoreArgIndex !== null) fds.push(deps.openConsole(2));
+      deps.log.info(`exec ${[plan.binary, ...built.argv].map(shellQuote).join(" ")}`);
+      this.child = deps.processes.spawn([plan.binary, ...built.argv], { extraFds: fds });
+    } catch (e) {
+      return this.fatal(`cannot start QEMU: ${(e as Error).message}`);
+    } finally {
+      // QEMU holds its own copies now; ours would keep the sockets alive after it dies.
+      for (const fd of fds) deps.closeFd(fd);
+    }
+    const child = this.child;
+    const started = deps.nowMs();
+    deps.log.info(`QEMU pid ${child.pid}, ${Math.round(started - deps.entryMs)} ms after PID 1 entry`);
+    deps.health.update({
+      qemu_pid: child.pid,
+      qemu_started_ms: Math.round(started),
+      agent_overhead_ms: Math.round(started - deps.entryMs),
+    });
+    const stderrDone = this.pumpStderr(child);
+    child.exited.then(
+      async (exit) => {
+        // Its last words are what the health report is for; a grandchild holding the pipe
+        // open must not delay the crash report by more than a moment.
+        await Promise.race([stderrDone, Bun.sleep(STDERR_DRAIN_MS)]);
+        this.queue.push({ kind: "qemu", event: "exit", exit });
+      },
+      (e: unknown) => this.queue.push({ kind: "fatal", reason: `lost track of QEMU: ${String(e)}` }),
+    );
+    void this.connectQmp();
+  }
+
+  private async connectQmp(): Promise<void> {
+    const { plan, deps } = this;
+    try {
+      const qmp = await deps.connectQmp(this.socketPath(MONITORS.agent), plan.qmpTimeoutMs);
+      this.qmp = qmp;
+      qmp.onEvent((event) => this.queue.push({ kind: "qmp", event }));
+      if (plan.saveConsole) {
+        const fd = deps.openConsole(1);
+        try {
+          // libxl's save sends xen-save-devices-state filename=/dev/fdset/1 (protocol §6).
+          await qmp.execute("add-fd", { "fdset-id": 1, opaque: "hvc1" }, plan.qmpTimeoutMs, [fd]);
+        } finally {
+          deps.closeFd(fd);
+        }
+        deps.log.info("QMP add-fd /dev/hvc1 as fdset 1");
+      }
+      this.queue.push({ kind: "qemu", event: "qmpReady" });
+      const why = await qmp.closed;
+      this.queue.push({ kind: "qemu", event: "qmpFailed", detail: why.message });
+    } catch (e) {
+      this.queue.push({ kind: "qemu", event: "qmpFailed", detail: (e as Error).message });
+    }
+  }
+
+  private async pumpStderr(child: Child): Promise<void> {
+    const dec = new TextDecoder();
+    try {
+      for await (const chunk of child.stderr) this.stderr.push(dec.decode(chunk, { stream: true }));
+    } catch (e) {
+      this.deps.log.warn(`QEMU stderr: ${(e as Error).message}`);
+    }
+  }
+
+  private lastExit: ExitStatus | undefined;
+
+  private recordExit(exit: ExitStatus): void {
+    this.lastExit = exit;
+    const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
+    this.deps.log.info(`QEMU (pid ${this.child?.pid}) ${how}`);
+    const patch = {
+      exit_at_ms: Math.round(this.deps.nowMs()),
+      exit_stderr: this.stderr.tail().join("\n"),
+      ...(exit.signal ? { exit_signal: exit.signal } : { exit_code: exit.code ?? 0 }),
+    };
+    this.deps.health.update(patch);
+  }
+
+  private reportError(msg: string): void {
+    this.deps.log.error(msg);
+    this.deps.health.update({ error: msg.slice(0, 800), error_at_ms: Math.round(this.deps.nowMs()) });
+  }
+
+  private async crashPolicy(why: string): Promise<void> {
+    const { plan, deps } = this;
+    const exit = this.lastExit;
+    this.reportError(`${why}${exit ? ` (${exit.signal ?? `code ${exit.code}`})` : ""}; crash policy ${plan.crash}`);
+    deps.health.update({ phase: "crashed", phase_since_ms: Math.round(deps.nowMs()) }, true);
+    if (plan.crash === "hold") {
+      deps.log.warn("crash policy hold: staying up for debugging; SIGTERM powers off");
+      return;
+    }
+    if (plan.crash === "shutdown-guest") this.tellHypervisor();
+    this.powerOff("crash");
+  }
+
+  /** At most once per life: a second crash report would confuse the toolstack. */
+  private tellHypervisor(): void {
+    if (this.hypervisorCalled) return;
+    this.hypervisorCalled = true;
+    try {
+      this.deps.hypervisor.shutdownGuest(this.plan.guestDomid, "crash");
+      this.deps.log.info(`told the hypervisor that guest ${this.plan.guestDomid} crashed`);
+    } catch (e) {
+      this.deps.log.error(`hypervisor shutdown of guest ${this.plan.guestDomid}: ${(e as Error).message}`);
+    }
+  }
+
+  private configError(msg: string): void {
+    this.reportError(msg);
+    this.deps.health.update({ phase: "failed", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+    this.powerOff("config");
+  }
+
+  private powerOff(reason: PowerOffReason): void {
+    clearTimeout(this.deadline);
+    this.deps.log.info(`powering off (${reason})`);
+    this.deps.machine.sync();
+    this.deps.machine.powerOff(reason);
+  }
+
+  /** The one fatal path: record, stop QEMU (TERM, grace, KILL), sync, power off. */
+  async fatal(reason: string): Promise<void> {
+    if (this.fatalStarted) {
+      this.deps.log.error(`fatal while stopping: ${reason}`);
+      return this.deps.machine.powerOff("fatal");
+    }
+    this.fatalStarted = true;
+    this.reportError(`fatal: ${reason}`);
+    this.deps.health.update({ phase: "failed", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+    const child = this.child;
+    if (child && this.state !== "exited") {
+      const gone = child.exited.then(() => true, () => true);
+      const within = (ms: number) => Promise.race([gone, Bun.sleep(ms).then(() => false)]);
+      this.signalChild("SIGTERM");
+      if (!(await within(this.deadlines.terminating))) {
+        this.signalChild("SIGKILL");
+        await within(this.deadlines.killing);
+      }
+    }
+    this.powerOff("fatal");
+  }
+}
+
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_\-.,:=/@+%]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,81 @@
+// Connects the supervisor to the process (signals, uncaught errors) and to the real kernel
+// (sockets, consoles, reaping). Shared by the real boot and by `stubdom-init init`.
+import { unlinkSync } from "node:fs";
+import { close, listenUnixForChild, makeRaw, O, open, peekExitedChild, reapChild, SysError } from "../../ffi/libc.ts";
+import type { Logger } from "../log.ts";
+import { QmpClient } from "../qemu/qmp.ts";
+import { unixTransport } from "../qemu/unix-transport.ts";
+import type { HealthReport, Hypervisor, Machine } from "./platform.ts";
+import { bunProcesses } from "./processes.ts";
+import { procZombieChildren, reapOrphans } from "./reaper.ts";
+import type { Supervisor, SupervisorDeps } from "./supervisor.ts";
+
+const ENOTTY = 25;
+
+export interface RealDepsOptions {
+  log: Logger;
+  hypervisor: Hypervisor;
+  machine: Machine;
+  health: HealthReport;
+  /** Console device paths: /dev/hvc1 and /dev/hvc2 in a stub domain. */
+  consoles: { 1: string; 2: string };
+  nowMs: () => number;
+  entryMs: number;
+}
+
+export function realSupervisorDeps(o: RealDepsOptions): SupervisorDeps {
+  const processes = bunProcesses();
+  return {
+    log: o.log,
+    processes,
+    hypervisor: o.hypervisor,
+    machine: o.machine,
+    health: o.health,
+    listen(path) {
+      try {
+        unlinkSync(path);
+      } catch {
+        // absent: the normal case
+      }
+      return listenUnixForChild(path);
+    },
+    connectQmp: (path, timeoutMs) => QmpClient.connect(unixTransport(path), timeoutMs),
+    openConsole(n) {
+      const path = o.consoles[n];
+      const fd = open(path, O.RDWR | O.NOCTTY | O.CLOEXEC);
+      try {
+        makeRaw(fd, path);
+      } catch (e) {
+        // A file or pipe standing in for the console in tests has no line discipline to clear.
+        if (!(e instanceof SysError && e.errno === ENOTTY)) {
+          close(fd);
+          throw e;
+        }
+      }
+      return fd;
+    },
+    closeFd: (fd) => close(fd),
+    reapOrphans: () =>
+      reapOrphans(
+        { peek: peekExitedChild, reap: reapChild, zombieChildren: () => procZombieChildren(process.pid) },
+        processes.isOwn,
+      ),
+    nowMs: o.nowMs,
+    entryMs: o.entryMs,
+  };
+}
+
+/**
+ * From here on PID 1 may not die: signals and errors become events of the one loop, and an
+ * error the loop cannot place goes to the fatal path.
+ */
+export function supervise(sup: Supervisor): Promise<void> {
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP", "SIGCHLD"] as const) {
+    process.on(signal, () => sup.queue.push({ kind: "signal", signal }));
+  }
+  process.on("uncaughtException", (e) => sup.queue.push({ kind: "fatal", reason: `uncaught exception: ${e.stack ?? e}` }));
+  process.on("unhandledRejection", (e) =>
+    sup.queue.push({ kind: "fatal", reason: `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` }),
+  );
+  return sup.run();
+}

@@ -1,0 +1,105 @@
+// A scripted stand-in for QEMU, run by the same bun binary: it takes the stub domain's
+// additions exactly as the agent builds them (`-chardev socket,fd=N,server=on` + `-mon`),
+// speaks enough QMP for the supervisor, and misbehaves on request:
+//   --mode ok         serve QMP; `quit` or SIGTERM exits 0
+//   --mode crash      serve QMP, print --lines stderr lines, then exit with --code after --after ms
+//   --mode hang       serve QMP but ignore `quit` and SIGTERM (only SIGKILL ends it)
+//   --mode slow       wait --after ms before accepting QMP, then behave like ok
+//   --mode refuse     accept connections but never greet
+//   --mode flood      write --lines stderr lines as fast as possible, then behave like crash
+//   --mode orphans    orphan --count grandchildren (sleep 0.3), then exit --code after --after ms
+import net from "node:net";
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? (args[i + 1] ?? dflt) : dflt;
+};
+const mode = opt("mode", "ok");
+const after = Number(opt("after", "300"));
+const code = Number(opt("code", "1"));
+const lines = Number(opt("lines", "5"));
+
+const monitorFds: number[] = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] !== "-chardev") continue;
+  const m = /(?:^|,)fd=(\d+)(?:,|$)/.exec(args[i + 1] ?? "");
+  if (m) monitorFds.push(Number(m[1]));
+}
+if (!args.includes("-sandbox")) {
+  process.stderr.write("fake-qemu: no -sandbox\n");
+  process.exit(2);
+}
+
+process.on("SIGTERM", () => {
+  if (mode === "hang") {
+    process.stderr.write("fake-qemu: ignoring SIGTERM\n");
+    return;
+  }
+  process.stderr.write("fake-qemu: SIGTERM\n");
+  process.exit(0);
+});
+
+function serveQmp(fd: number): void {
+  const srv = net.createServer((sock) => {
+    if (mode === "refuse") return;
+    sock.write(`${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 } }, capabilities: [] } })}\r\n`);
+    let buf = "";
+    sock.on("data", (d) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        const msg = JSON.parse(line) as { execute: string; id?: unknown; arguments?: Record<string, unknown> };
+        const reply = (ret: unknown) => sock.write(`${JSON.stringify({ return: ret, id: msg.id })}\r\n`);
+        switch (msg.execute) {
+          case "quit":
+            reply({});
+            if (mode !== "hang") {
+              process.stderr.write("fake-qemu: quit\n");
+              setTimeout(() => process.exit(0), 10);
+            }
+            break;
+          case "add-fd":
+            process.stderr.write(`fake-qemu: add-fd ${JSON.stringify(msg.arguments)}\n`);
+            reply({ "fdset-id": msg.arguments?.["fdset-id"], fd: 99 });
+            break;
+          case "query-status":
+            reply({ status: "running", running: true });
+            break;
+          default:
+            reply({});
+        }
+      }
+    });
+    sock.on("error", () => undefined);
+  });
+  srv.listen({ fd });
+}
+
+async function main(): Promise<void> {
+  process.stderr.write(`fake-qemu: mode ${mode}, monitors on fds ${monitorFds.join(",")}\n`);
+  if (mode === "slow") await Bun.sleep(after);
+  for (const fd of monitorFds) serveQmp(fd);
+  if (mode === "flood") {
+    for (let i = 0; i < lines; i++) process.stderr.write(`fake-qemu: flood line ${i}\n`);
+  }
+  if (mode === "crash" || mode === "flood") {
+    await Bun.sleep(after);
+    for (let i = 0; i < lines; i++) process.stderr.write(`fake-qemu: dying line ${i}\n`);
+    process.exit(code);
+  }
+  if (mode === "orphans") {
+    const count = Number(opt("count", "100"));
+    // sh backgrounds the sleeps and exits at once, so they are orphaned to the agent.
+    const sh = Bun.spawn(["/bin/sh", "-c", `i=0; while [ $i -lt ${count} ]; do sleep 0.3 & i=$((i+1)); done`], {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    await sh.exited;
+    process.stderr.write(`fake-qemu: orphaned ${count} grandchildren\n`);
+    await Bun.sleep(after);
+    process.exit(code);
+  }
+}
+void main();

@@ -1,0 +1,76 @@
+// The QMP client against a real qemu-system-x86_64 (TCG, -machine none), started the way the
+// supervisor starts QEMU: the monitor's listening socket is ours, inherited as fd 3.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { close, listenUnixForChild, O, open } from "../../ffi/libc.ts";
+import { buildQemuArgv } from "../../agent/qemu/argv.ts";
+import { QmpClient, QmpError } from "../../agent/qemu/qmp.ts";
+import { unixTransport } from "../../agent/qemu/unix-transport.ts";
+
+const QEMU = "/usr/bin/qemu-system-x86_64";
+let dir: string;
+let proc: ReturnType<typeof Bun.spawn>;
+let qmp: QmpClient;
+
+beforeAll(async () => {
+  dir = mkdtempSync(`${tmpdir()}/qmp-real-`);
+  const built = buildQemuArgv({
+    dmArgv: ["-machine", "none", "-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"],
+    restoreArgIndex: null,
+    monitors: ["qmp-agent", "qmp-relay"],
+    restoreFd: false,
+  });
+  if (!built.ok) throw new Error(built.reason);
+  const fds = [listenUnixForChild(`${dir}/agent.sock`), listenUnixForChild(`${dir}/relay.sock`)];
+  proc = Bun.spawn([QEMU, ...built.argv], { stdio: ["ignore", "inherit", "inherit", ...fds] });
+  for (const fd of fds) close(fd);
+  qmp = await QmpClient.connect(unixTransport(`${dir}/agent.sock`), 10_000);
+});
+
+afterAll(async () => {
+  proc?.kill("SIGKILL");
+  await proc?.exited;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("greeting and capabilities negotiated with the real QEMU (sandbox on)", async () => {
+  expect(qmp.greetingMessage).toMatchObject({ version: { qemu: { major: expect.any(Number) } } });
+  expect(await qmp.execute("query-status")).toMatchObject({ status: expect.any(String) });
+});
+
+test("add-fd passes a file descriptor by SCM_RIGHTS, and query-fdsets shows it in fdset 1", async () => {
+  const fd = open("/dev/null", O.RDWR | O.CLOEXEC);
+  try {
+    const r = (await qmp.execute("add-fd", { "fdset-id": 1, opaque: "hvc1" }, 5000, [fd])) as Record<string, unknown>;
+    expect(r["fdset-id"]).toBe(1);
+  } finally {
+    close(fd);
+  }
+  const sets = (await qmp.execute("query-fdsets")) as Array<{ "fdset-id": number; fds: Array<{ opaque?: string }> }>;
+  const set1 = sets.find((s) => s["fdset-id"] === 1);
+  expect(set1?.fds.map((f) => f.opaque)).toContain("hvc1");
+});
+
+test("add-fd without a descriptor is refused by QEMU with an error reply", async () => {
+  await expect(qmp.execute("add-fd", { "fdset-id": 2 })).rejects.toBeInstanceOf(QmpError);
+});
+
+test("the second monitor greets independently (the dom0 relay's monitor)", async () => {
+  const relay = await QmpClient.connect(unixTransport(`${dir}/relay.sock`), 10_000);
+  expect(await relay.execute("query-status")).toMatchObject({ status: expect.any(String) });
+  relay.close();
+  // A reconnecting client gets a fresh greeting: QEMU accepts the next connection anew.
+  const again = await QmpClient.connect(unixTransport(`${dir}/relay.sock`), 10_000);
+  expect(again.greetingMessage).toBeDefined();
+  again.close();
+});
+
+test("quit ends QEMU with exit code 0 and the client sees the close", async () => {
+  const events: string[] = [];
+  qmp.onEvent((e) => events.push(e.event));
+  await qmp.execute("quit");
+  expect(await proc.exited).toBe(0);
+  expect(await qmp.closed).toBeInstanceOf(Error);
+  expect(events).toContain("SHUTDOWN");
+});
