@@ -1,0 +1,20 @@
+// errno names for netlink errors, without going through libc (the core stays pure).
+const names: Record<number, string> = {
+  1: "EPERM (Operation not permitted)",
+  2: "ENOENT (No such file or directory)",
+  12: "ENOMEM (Cannot allocate memory)",
+  16: "EBUSY (Device or resource busy)",
+  17: "EEXIST (File exists)",
+  19: "ENODEV (No such device)",
+  22: "EINVAL (Invalid argument)",
+  34: "ERANGE (Numerical result out of range)",
+  90: "EMSGSIZE (Message too long)",
+  95: "EOPNOTSUPP (Operation not supported)",
+  110: "ETIMEDOUT (timed out waiting for the kernel's answer)",
+};
+
+export const errnoText = (n: number) => names[n] ?? `errno ${n}`;
+export const ENOENT = 2;
+export const ENODEV = 19;
+export const EINVAL = 22;
+export const ETIMEDOUT = 110;
