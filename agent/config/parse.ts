@@ -140,21 +140,24 @@ const TAKES_VALUE = new Set([
   "-monitor", "-qmp", "-option-rom", "-bios", "-accel", "-L", "-fw_cfg", "-pidfile", "-runas",
 ]);
 
-export function parseConfig(input: unknown, options: AgentOptions, meter: Meter = { steps: 0 }): ParseResult {
-  const errors: ConfigError[] = [];
-  const fail = (key: string, reason: string) => void errors.push({ key, reason });
-  const tick = () => void meter.steps++;
+type Fail = (key: string, reason: string) => void;
 
-  const shape = snapshotSchema.safeParse(input);
-  if (!shape.success) {
-    for (const issue of shape.error.issues.slice(0, 16)) fail(`snapshot:${issue.path.join("/") || "."}`, issue.message);
-    return { ok: false, errors };
-  }
-  // Maps, so that a key such as "__proto__" or "constructor" is just a key.
-  const values = new Map<string, SnapshotValue>(Object.entries(shape.data.values));
-  const dirs = new Map<string, SnapshotDir>(Object.entries(shape.data.dirs));
+/** Typed access to the snapshot; every refusal is reported against its exact key. */
+interface Lookups {
+  /** Text of a value that must exist. undefined: reported. */
+  required(key: string): string | undefined;
+  /** Text of a value that may be absent (null). undefined: reported. */
+  optional(key: string): string | null | undefined;
+  /** Child names; [] when absent. undefined: reported. */
+  list(key: string, max: number): readonly string[] | undefined;
+  domid(key: string, text: string | undefined): number | undefined;
+  fail: Fail;
+  tick(): void;
+  errorCount(): number;
+}
 
-  /** A value's text; undefined (with an error) unless present, readable, bounded, UTF-8. */
+function lookups(values: Map<string, SnapshotValue>, dirs: Map<string, SnapshotDir>, errors: ConfigError[], meter: Meter): Lookups {
+  const fail: Fail = (key, reason) => void errors.push({ key, reason });
   const text = (key: string, required: boolean): string | null | undefined => {
     if (!values.has(key)) {
       fail(key, "not in the snapshot (the reader did not get that far)");
@@ -175,172 +178,250 @@ export function parseConfig(input: unknown, options: AgentOptions, meter: Meter 
     }
     return v;
   };
-  const required = (key: string) => text(key, true) ?? undefined;
-  const optional = (key: string) => text(key, false);
-  const list = (key: string, max: number): readonly string[] | undefined => {
-    if (!dirs.has(key)) {
-      fail(key, "directory not in the snapshot (the reader did not get that far)");
-      return undefined;
-    }
-    const d = dirs.get(key)!;
-    if (d === null) return [];
-    if (!Array.isArray(d)) {
-      fail(key, `directory read failed: ${(d as { error: string }).error}`);
-      return undefined;
-    }
-    if (d.length > max) {
-      fail(key, `more than ${max} entries`);
-      return undefined;
-    }
-    return d;
+  return {
+    required: (key) => text(key, true) ?? undefined,
+    optional: (key) => text(key, false),
+    list(key, max) {
+      if (!dirs.has(key)) {
+        fail(key, "directory not in the snapshot (the reader did not get that far)");
+        return undefined;
+      }
+      const d = dirs.get(key)!;
+      if (d === null) return [];
+      if (!Array.isArray(d)) {
+        fail(key, `directory read failed: ${(d as { error: string }).error}`);
+        return undefined;
+      }
+      if (d.length > max) {
+        fail(key, `more than ${max} entries`);
+        return undefined;
+      }
+      return d;
+    },
+    domid(key, t) {
+      if (t === undefined) return undefined;
+      const n = domidFromText(t);
+      if (n === null) fail(key, `${JSON.stringify(t)} is not a domid`);
+      return n ?? undefined;
+    },
+    fail,
+    tick: () => void meter.steps++,
+    errorCount: () => errors.length,
   };
-  const domid = (key: string, t: string | undefined): number | undefined => {
-    if (t === undefined) return undefined;
-    const n = domidFromText(t);
-    if (n === null) fail(key, `${JSON.stringify(t)} is not a domid`);
-    return n ?? undefined;
-  };
+}
 
-  // --- who we are ---
-  const stubDomid = shape.data.domid ?? domid("domid", required("domid"));
-  if (stubDomid === undefined) return { ok: false, errors };
-  const sk = stubKeys(stubDomid);
-  const targetText = text(sk.target, false);
-  if (targetText === null) fail(sk.target, "missing: without a target this domain is not a stub domain");
-  const guestDomid = domid(sk.target, targetText ?? undefined);
+interface Arg {
+  /** The dm-argv key it came from, for error reports. */
+  readonly key: string;
+  readonly arg: string;
+}
 
-  // --- consoles and vbds (the stub domain's own frontends) ---
-  const consoleNames = list(sk.consoleDir, LIMITS.maxDirEntries) ?? [];
-  const consoles = { save: consoleNames.includes("1"), restore: consoleNames.includes("2") };
-  const attachedDisks = new Set<string>();
-  for (const name of list(sk.vbdDir, LIMITS.maxDirEntries) ?? []) {
-    tick();
-    const n = /^[0-9]{1,10}$/.test(name) ? vbdName(Number(name)) : null;
-    if (n) attachedDisks.add(n);
-  }
-
-  // --- vif frontends ---
-  const vifNames = list(sk.vifDir, LIMITS.maxDirEntries);
-  const vifs = new Set<number>();
-  for (const name of vifNames ?? []) {
-    tick();
-    const n = devNumber(name);
-    if (n === null) fail(`${sk.vifDir}/${name}`, "vif device number is not a decimal number");
-    else vifs.add(n);
-  }
-
-  if (guestDomid === undefined) return { ok: false, errors };
-  const gk = guestKeys(guestDomid);
-  const guestName = required(gk.name);
-  if (guestName !== undefined) {
-    const c = firstControl(guestName);
-    if (guestName === "") fail(gk.name, "empty");
-    else if (c >= 0) fail(gk.name, `control character at offset ${c}`);
-  }
-  const vmPath = required(gk.vm);
-  if (vmPath === undefined) return { ok: false, errors };
-  if (!isVmPath(vmPath)) {
-    fail(gk.vm, `${JSON.stringify(vmPath)} is not a path directly under /vm/`);
+export function parseConfig(input: unknown, options: AgentOptions, meter: Meter = { steps: 0 }): ParseResult {
+  const errors: ConfigError[] = [];
+  const shape = snapshotSchema.safeParse(input);
+  if (!shape.success) {
+    for (const issue of shape.error.issues.slice(0, 16)) {
+      errors.push({ key: `snapshot:${issue.path.join("/") || "."}`, reason: issue.message });
+    }
     return { ok: false, errors };
   }
+  // Maps, so that a key such as "__proto__" or "constructor" is just a key.
+  const l = lookups(new Map(Object.entries(shape.data.values)), new Map(Object.entries(shape.data.dirs)), errors, meter);
+  const failed = (): ParseResult => ({ ok: false, errors });
 
-  // --- dm-argv, in numeric order: a slot per number makes ordering and gaps linear ---
-  const dir = argvDir(vmPath);
-  const names = list(dir, LIMITS.maxArgs);
-  if (names === undefined) return { ok: false, errors };
-  if (names.length === 0) fail(dir, "no arguments");
+  const stubDomid = shape.data.domid ?? l.domid("domid", l.required("domid"));
+  if (stubDomid === undefined) return failed();
+  const sk = stubKeys(stubDomid);
+  const targetText = l.optional(sk.target);
+  if (targetText === null) l.fail(sk.target, "missing: without a target this domain is not a stub domain");
+  const guestDomid = l.domid(sk.target, targetText ?? undefined);
+
+  const consoleNames = l.list(sk.consoleDir, LIMITS.maxDirEntries) ?? [];
+  const consoles = Object.freeze({ save: consoleNames.includes("1"), restore: consoleNames.includes("2") });
+  const attached = attachedDisks(l, sk.vbdDir);
+  const vifs = vifNumbers(l, sk.vifDir);
+
+  if (guestDomid === undefined) return failed();
+  const gk = guestKeys(guestDomid);
+  const guestName = l.required(gk.name);
+  if (guestName === "") l.fail(gk.name, "empty");
+  else if (guestName !== undefined && firstControl(guestName) >= 0) {
+    l.fail(gk.name, `control character at offset ${firstControl(guestName)}`);
+  }
+  const vmPath = l.required(gk.vm);
+  if (vmPath === undefined) return failed();
+  if (!isVmPath(vmPath)) {
+    l.fail(gk.vm, `${JSON.stringify(vmPath)} is not a path directly under /vm/`);
+    return failed();
+  }
+
+  const rawArgs = readArgv(l, argvDir(vmPath));
+  if (rawArgs === undefined) return failed();
+  const { args, qubes } = takeQubesArgs(l, rawArgs);
+  const scan = scanArgs(l, args);
+  if (scan.restore && !consoles.restore) l.fail(sk.consoleDir, "restoring (-incoming) needs device/console/2");
+  const disks = scan.drives.map((d): Disk => {
+    l.tick();
+    return Object.freeze({
+      path: d.file,
+      argIndex: d.index,
+      cdrom: d.cdrom || (d.id !== undefined && scan.cdDrives.has(d.id)),
+      attached: attached.has(d.file),
+    });
+  });
+  const nics = matchNics(l, scan, vifs, stubDomid, guestDomid, argvDir(vmPath));
+
+  if (errors.length > 0 || guestName === undefined) return failed();
+  const config: StubdomConfig = {
+    stubDomid,
+    guestDomid,
+    vmPath,
+    guestName,
+    dmArgv: Object.freeze(args.map((a) => a.arg)),
+    restore: scan.restore ? Object.freeze(scan.restore) : null,
+    qubes: Object.freeze(qubes),
+    nics: Object.freeze(nics),
+    disks: Object.freeze(disks),
+    consoles,
+    serials: Object.freeze(scan.serials),
+    options,
+  };
+  return { ok: true, config: Object.freeze(config) };
+}
+
+/** The whole-disk names of the vbd frontends present (device/vbd/<devid>). */
+function attachedDisks(l: Lookups, dir: string): Set<string> {
+  const out = new Set<string>();
+  for (const name of l.list(dir, LIMITS.maxDirEntries) ?? []) {
+    l.tick();
+    const n = /^[0-9]{1,10}$/.test(name) ? vbdName(Number(name)) : null;
+    if (n) out.add(n);
+  }
+  return out;
+}
+
+/** The vif device numbers present; null when the directory itself could not be used (reported). */
+function vifNumbers(l: Lookups, dir: string): Set<number> | null {
+  const names = l.list(dir, LIMITS.maxDirEntries);
+  if (names === undefined) return null;
+  const out = new Set<number>();
+  for (const name of names) {
+    l.tick();
+    const n = devNumber(name);
+    if (n === null) l.fail(`${dir}/${name}`, "vif device number is not a decimal number");
+    else out.add(n);
+  }
+  return out;
+}
+
+/** dm-argv in numeric order. A slot per number makes ordering and gap detection linear. */
+function readArgv(l: Lookups, dir: string): Arg[] | undefined {
+  const names = l.list(dir, LIMITS.maxArgs);
+  if (names === undefined) return undefined;
+  if (names.length === 0) l.fail(dir, "no arguments");
   const slots: (string | undefined)[] = new Array(names.length + 1);
   for (const name of names) {
-    tick();
+    l.tick();
     const n = argNumber(name);
     const key = `${dir}/${name}`;
-    if (n === null) fail(key, "not a decimal argument number");
-    else if (n === 0) fail(key, "argument numbers start at 1");
-    else if (n > names.length) fail(key, `number ${n} but only ${names.length} arguments: some numbers are missing`);
-    else if (slots[n] !== undefined) fail(key, `duplicate of ${dir}/${slots[n]} (both are number ${n})`);
+    if (n === null) l.fail(key, "not a decimal argument number");
+    else if (n === 0) l.fail(key, "argument numbers start at 1");
+    else if (n > names.length) l.fail(key, `number ${n} but only ${names.length} arguments: some numbers are missing`);
+    else if (slots[n] !== undefined) l.fail(key, `duplicate of ${dir}/${slots[n]} (both are number ${n})`);
     else slots[n] = name;
   }
-  const rawArgs: { key: string; arg: string }[] = [];
+  const args: Arg[] = [];
   for (let i = 1; i < slots.length; i++) {
-    tick();
+    l.tick();
     const name = slots[i];
     if (name === undefined) {
-      fail(`${dir}/${String(i).padStart(3, "0")}`, `missing: arguments must be numbered 1..${names.length} without gaps`);
+      l.fail(`${dir}/${String(i).padStart(3, "0")}`, `missing: arguments must be numbered 1..${names.length} without gaps`);
       continue;
     }
     const key = `${dir}/${name}`;
-    const arg = required(key);
+    const arg = l.required(key);
     if (arg === undefined) continue;
     const c = firstControl(arg);
-    if (arg === "") fail(key, "empty argument");
-    else if (c >= 0) fail(key, `control character U+${arg.charCodeAt(c).toString(16).padStart(4, "0").toUpperCase()} at offset ${c}`);
-    else rawArgs.push({ key, arg });
+    if (arg === "") l.fail(key, "empty argument");
+    else if (c >= 0) l.fail(key, `control character U+${arg.charCodeAt(c).toString(16).padStart(4, "0").toUpperCase()} at offset ${c}`);
+    else args.push({ key, arg });
   }
+  return args;
+}
 
-  // --- Qubes pseudo-arguments: parsed, then removed ---
-  let qubesNet: QubesNet | null = null;
-  let qubesAudio: { audiovmXid: number } | null = null;
-  const args: { key: string; arg: string }[] = [];
-  for (const a of rawArgs) {
-    tick();
+/** Qubes smuggles its own settings through dm-argv; QEMU must never see them. */
+function takeQubesArgs(l: Lookups, raw: Arg[]): { args: Arg[]; qubes: StubdomConfig["qubes"] } {
+  let net: QubesNet | null = null;
+  let audio: { audiovmXid: number } | null = null;
+  let seenNet = false;
+  let seenAudio = false;
+  const args: Arg[] = [];
+  for (const a of raw) {
+    l.tick();
     if (a.arg.startsWith("-qubes-net:")) {
-      if (qubesNet) fail(a.key, "a second -qubes-net: argument");
-      else qubesNet = parseQubesNet(a.key, a.arg.slice("-qubes-net:".length), fail, tick);
+      if (seenNet) l.fail(a.key, "a second -qubes-net: argument");
+      else net = parseQubesNet(l, a.key, a.arg.slice("-qubes-net:".length));
+      seenNet = true;
     } else if (a.arg.startsWith("-qubes-audio:")) {
-      if (qubesAudio) fail(a.key, "a second -qubes-audio: argument");
-      else qubesAudio = parseQubesAudio(a.key, a.arg.slice("-qubes-audio:".length), fail, tick);
-    } else if (a.arg.startsWith("-qubes-")) fail(a.key, "unknown Qubes pseudo-argument");
+      if (seenAudio) l.fail(a.key, "a second -qubes-audio: argument");
+      else audio = parseQubesAudio(l, a.key, a.arg.slice("-qubes-audio:".length));
+      seenAudio = true;
+    } else if (a.arg.startsWith("-qubes-")) l.fail(a.key, "unknown Qubes pseudo-argument");
     else args.push(a);
   }
-  const dmArgv = args.map((a) => a.arg);
+  return { args, qubes: { net, audio } };
+}
 
-  // --- the options this init acts on ---
-  let restore: { argIndex: number } | null = null;
-  const serials: string[] = [];
-  const netdevs: { key: string; id: string; ifname: string }[] = [];
-  const netdevIds = new Map<string, string>(); // id -> key of its -netdev
-  const nicDevices = new Map<string, { key: string; model: string; mac: string | undefined }>();
-  const drives: { key: string; index: number; file: string; id: string | undefined; cdrom: boolean }[] = [];
-  const cdDrives = new Set<string>();
+interface Scan {
+  restore: { argIndex: number } | null;
+  serials: string[];
+  netdevs: { key: string; id: string; ifname: string }[];
+  /** netdev id -> the -device that uses it. */
+  nicDevices: Map<string, { key: string; model: string; mac: string | undefined }>;
+  drives: { index: number; file: string; id: string | undefined; cdrom: boolean }[];
+  /** Drive ids that an ide-cd/scsi-cd device uses. */
+  cdDrives: Set<string>;
+}
+
+/** One pass over the arguments, picking out the options the init acts on. */
+function scanArgs(l: Lookups, args: Arg[]): Scan {
+  const scan: Scan = { restore: null, serials: [], netdevs: [], nicDevices: new Map(), drives: [], cdDrives: new Set() };
+  const netdevIds = new Map<string, string>(); // id -> key of its first -netdev
   for (let i = 0; i < args.length; i++) {
-    tick();
+    l.tick();
     const { key, arg } = args[i]!;
     if (arg === RESTORE_PLACEHOLDER) {
-      fail(key, `${RESTORE_PLACEHOLDER} not after -incoming`);
+      l.fail(key, `${RESTORE_PLACEHOLDER} not after -incoming`);
       continue;
     }
     if (!TAKES_VALUE.has(arg)) continue;
     const next = args[i + 1];
     if (next === undefined) {
-      fail(key, `${arg} needs a value`);
+      l.fail(key, `${arg} needs a value`);
       break;
     }
     i++;
     const value = next.arg;
     switch (arg) {
       case "-incoming":
-        if (value !== RESTORE_PLACEHOLDER) fail(next.key, `-incoming in a stub domain must be followed by ${RESTORE_PLACEHOLDER}`);
-        else if (restore) fail(next.key, "a second -incoming");
-        else restore = { argIndex: i };
+        if (value !== RESTORE_PLACEHOLDER) l.fail(next.key, `-incoming in a stub domain must be followed by ${RESTORE_PLACEHOLDER}`);
+        else if (scan.restore) l.fail(next.key, "a second -incoming");
+        else scan.restore = { argIndex: i };
         break;
       case "-serial":
-        serials.push(value);
+        scan.serials.push(value);
         break;
       case "-netdev": {
         const o = parseQemuOpts(value);
-        const type = o.opts.get("type") ?? o.implied;
-        if (type !== "tap") break;
+        if ((o.opts.get("type") ?? o.implied) !== "tap") break;
         const id = o.opts.get("id");
         const ifname = o.opts.get("ifname");
-        if (!id) fail(next.key, "tap -netdev without id=");
-        else if (netdevIds.has(id)) fail(next.key, `two -netdev with id ${JSON.stringify(id)} (the other is ${netdevIds.get(id)})`);
-        else if (ifname === undefined) fail(next.key, "tap -netdev without ifname=");
-        else {
-          const r = ifnameReason(ifname);
-          if (r) fail(next.key, `ifname: ${r}`);
-          else netdevs.push({ key: next.key, id, ifname });
-        }
-        if (id) netdevIds.set(id, netdevIds.get(id) ?? next.key);
+        const ifnameBad = ifname === undefined ? "tap -netdev without ifname=" : ifnameReason(ifname);
+        if (!id) l.fail(next.key, "tap -netdev without id=");
+        else if (netdevIds.has(id)) l.fail(next.key, `two -netdev with id ${JSON.stringify(id)} (the other is ${netdevIds.get(id)})`);
+        else if (ifnameBad || ifname === undefined) l.fail(next.key, `ifname: ${ifnameBad}`);
+        else scan.netdevs.push({ key: next.key, id, ifname });
+        if (id && !netdevIds.has(id)) netdevIds.set(id, next.key);
         break;
       }
       case "-device": {
@@ -348,110 +429,89 @@ export function parseConfig(input: unknown, options: AgentOptions, meter: Meter 
         const driver = o.opts.get("driver") ?? o.implied;
         const netdev = o.opts.get("netdev");
         if (netdev !== undefined && driver) {
-          if (nicDevices.has(netdev)) fail(next.key, `a second -device for netdev ${JSON.stringify(netdev)}`);
-          else nicDevices.set(netdev, { key: next.key, model: driver, mac: o.opts.get("mac") });
+          if (scan.nicDevices.has(netdev)) l.fail(next.key, `a second -device for netdev ${JSON.stringify(netdev)}`);
+          else scan.nicDevices.set(netdev, { key: next.key, model: driver, mac: o.opts.get("mac") });
         }
         const drive = o.opts.get("drive");
-        if (drive !== undefined && (driver === "ide-cd" || driver === "scsi-cd")) cdDrives.add(drive);
+        if (drive !== undefined && (driver === "ide-cd" || driver === "scsi-cd")) scan.cdDrives.add(drive);
         break;
       }
       case "-drive": {
         const o = parseQemuOpts(value);
         const file = o.opts.get("file");
+        // Other files are dom0 paths libxl did not rewrite; they are not the stub domain's disks.
         if (file === undefined || !file.startsWith("/dev/xvd")) break;
-        if (!/^\/dev\/xvd[a-z]{1,3}$/.test(file)) fail(next.key, `${JSON.stringify(file)} is not a whole xvd disk`);
-        else drives.push({ key: next.key, index: i, file, id: o.opts.get("id"), cdrom: o.opts.get("media") === "cdrom" });
+        if (!/^\/dev\/xvd[a-z]{1,3}$/.test(file)) l.fail(next.key, `${JSON.stringify(file)} is not a whole xvd disk`);
+        else scan.drives.push({ index: i, file, id: o.opts.get("id"), cdrom: o.opts.get("media") === "cdrom" });
         break;
       }
     }
   }
-  if (restore && !consoles.restore) fail(sk.consoleDir, "restoring (-incoming) needs device/console/2");
+  return scan;
+}
 
-  const disks: Disk[] = drives.map((d) => {
-    tick();
-    return Object.freeze({
-      path: d.file,
-      argIndex: d.index,
-      cdrom: d.cdrom || (d.id !== undefined && cdDrives.has(d.id)),
-      attached: attachedDisks.has(d.file),
-    });
-  });
-
-  // --- NICs: netdev n + its -device + the stub domain's vif n ---
+/** Tap netdev n + the -device that uses it + the stub domain's vif n. */
+function matchNics(l: Lookups, scan: Scan, vifs: Set<number> | null, stubDomid: number, guestDomid: number, dir: string): Nic[] {
   const nics: Nic[] = [];
   const byIndex = new Map<number, string>();
-  if (netdevs.length > LIMITS.maxNics) fail(dir, `more than ${LIMITS.maxNics} tap netdevs`);
-  for (const nd of netdevs.slice(0, LIMITS.maxNics)) {
-    tick();
-    const byName = new RegExp(`^vif${guestDomid}\\.([0-9]{1,4})-emu$`).exec(nd.ifname);
+  if (scan.netdevs.length > LIMITS.maxNics) l.fail(dir, `more than ${LIMITS.maxNics} tap netdevs`);
+  // libxl names the tap vif<G>.<n>-emu and the netdev net<n>, n being the vif's device number.
+  const tapName = new RegExp(`^vif${guestDomid}\\.([0-9]{1,4})-emu$`);
+  for (const nd of scan.netdevs.slice(0, LIMITS.maxNics)) {
+    l.tick();
+    const byName = tapName.exec(nd.ifname);
     const byId = /^net([0-9]{1,4})$/.exec(nd.id);
     const index = byName ? Number(byName[1]) : byId ? Number(byId[1]) : null;
     if (index === null) {
-      fail(nd.key, `cannot tell the vif of netdev ${nd.id}: ifname is not vif${guestDomid}.<n>-emu and id is not net<n>`);
+      l.fail(nd.key, `cannot tell the vif of netdev ${nd.id}: ifname is not vif${guestDomid}.<n>-emu and id is not net<n>`);
       continue;
     }
     if (byIndex.has(index)) {
-      fail(nd.key, `netdev ${nd.id} and ${byIndex.get(index)} both use vif ${index}`);
+      l.fail(nd.key, `netdev ${nd.id} and ${byIndex.get(index)} both use vif ${index}`);
       continue;
     }
     byIndex.set(index, nd.id);
-    const dev = nicDevices.get(nd.id);
-    if (!dev) fail(nd.key, `no -device uses netdev ${nd.id}`);
-    else if (dev.mac === undefined) fail(dev.key, `-device for netdev ${nd.id} has no mac=`);
+    const dev = scan.nicDevices.get(nd.id);
+    if (!dev) l.fail(nd.key, `no -device uses netdev ${nd.id}`);
+    else if (dev.mac === undefined) l.fail(dev.key, `-device for netdev ${nd.id} has no mac=`);
     else {
       const r = macReason(dev.mac);
-      if (r) fail(dev.key, `mac: ${r}`);
+      if (r) l.fail(dev.key, `mac: ${r}`);
     }
+    // When the vif directory itself failed (vifs null), that error already says why.
+    if (vifs === null) continue;
     if (!vifs.has(index)) {
-      // When the vif directory itself failed, that error already says why.
-      if (vifNames !== undefined) fail(nd.key, `ifname ${nd.ifname} matches no vif: ${vifFront(stubDomid, index)} is missing`);
+      l.fail(nd.key, `ifname ${nd.ifname} matches no vif: ${vifFront(stubDomid, index)} is missing`);
       continue;
     }
-    const nic = parseVif(index, nd, dev, stubDomid, { required, optional, domid, fail, errorCount: () => errors.length });
+    const nic = parseVif(index, nd, dev, stubDomid, l);
     if (nic) nics.push(nic);
   }
-
-  if (errors.length > 0 || guestName === undefined) return { ok: false, errors };
-  const config: StubdomConfig = {
-    stubDomid,
-    guestDomid,
-    vmPath,
-    guestName,
-    dmArgv: Object.freeze(dmArgv),
-    restore: restore ? Object.freeze(restore) : null,
-    qubes: Object.freeze({ net: qubesNet, audio: qubesAudio }),
-    nics: Object.freeze(nics),
-    disks: Object.freeze(disks),
-    consoles: Object.freeze(consoles),
-    serials: Object.freeze(serials),
-    options,
-  };
-  return { ok: true, config: Object.freeze(config) };
+  return nics;
 }
 
-type Fail = (key: string, reason: string) => void;
 
 /** `k=v,k=v` with known keys only; unknown or repeated items are reported and left out. */
-function keyValues(key: string, text: string, known: readonly string[], fail: Fail, tick: () => void): Map<string, string> {
+function keyValues(l: Lookups, key: string, text: string, known: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const item of text.split(",")) {
-    tick();
+    l.tick();
     const eq = item.indexOf("=");
     const k = eq < 0 ? item : item.slice(0, eq);
-    if (eq < 0 || !known.includes(k)) fail(key, `unknown item ${JSON.stringify(item)}`);
-    else if (out.has(k)) fail(key, `${k} given twice`);
+    if (eq < 0 || !known.includes(k)) l.fail(key, `unknown item ${JSON.stringify(item)}`);
+    else if (out.has(k)) l.fail(key, `${k} given twice`);
     else out.set(k, item.slice(eq + 1));
   }
   return out;
 }
 
-function parseQubesNet(key: string, text: string, fail: Fail, tick: () => void): QubesNet | null {
-  const kv = keyValues(key, text, ["client_ip", "gw", "netmask", "dns_0", "dns_1"], fail, tick);
+function parseQubesNet(l: Lookups, key: string, text: string): QubesNet | null {
+  const kv = keyValues(l, key, text, ["client_ip", "gw", "netmask", "dns_0", "dns_1"]);
   let ok = true;
   const check = (k: string, reason: (v: string) => string | null, needed: boolean) => {
     const v = kv.get(k);
     const r = v === undefined ? (needed ? `-qubes-net: lacks ${k}=` : null) : reason(v);
-    if (r) fail(key, v === undefined ? r : `${k}: ${r}`);
+    if (r) l.fail(key, v === undefined ? r : `${k}: ${r}`);
     ok &&= r === null;
   };
   check("client_ip", ipv4Reason, true);
@@ -469,24 +529,17 @@ function parseQubesNet(key: string, text: string, fail: Fail, tick: () => void):
   });
 }
 
-function parseQubesAudio(key: string, text: string, fail: Fail, tick: () => void): { audiovmXid: number } | null {
-  const kv = keyValues(key, text, ["audiovm_xid"], fail, tick);
+function parseQubesAudio(l: Lookups, key: string, text: string): { audiovmXid: number } | null {
+  const kv = keyValues(l, key, text, ["audiovm_xid"]);
   const v = kv.get("audiovm_xid");
   const n = v === undefined ? null : domidFromText(v);
   if (n === null) {
-    fail(key, `-qubes-audio: needs audiovm_xid=<domid>, got ${JSON.stringify(v ?? "")}`);
+    l.fail(key, `-qubes-audio: needs audiovm_xid=<domid>, got ${JSON.stringify(v ?? "")}`);
     return null;
   }
   return Object.freeze({ audiovmXid: n });
 }
 
-interface Lookups {
-  required: (key: string) => string | undefined;
-  optional: (key: string) => string | null | undefined;
-  domid: (key: string, t: string | undefined) => number | undefined;
-  fail: Fail;
-  errorCount: () => number;
-}
 
 function parseVif(
   index: number,
