@@ -13,7 +13,7 @@ import {
   XenStoreError,
   type TxId,
   type WatchEvent,
-  type XenStore,
+  type XenStoreAdmin,
   type XsPermission,
 } from "./types.ts";
 
@@ -30,7 +30,7 @@ export interface MemoryXenStoreOptions {
 
 const encoder = new TextEncoder();
 
-export class MemoryXenStore implements XenStore {
+export class MemoryXenStore implements XenStoreAdmin {
   readonly store: Store;
   readonly domid: number;
   private readonly session: Session;

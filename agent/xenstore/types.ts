@@ -55,3 +55,13 @@ export interface XenStore {
   onWatch(listener: (event: WatchEvent) => void): () => void;
   close(): void;
 }
+
+/** The dom0-only calls libxl makes around a stub domain (used by the toolstack simulator). */
+export interface XenStoreAdmin extends XenStore {
+  /** xs_introduce_domain; fires @introduceDomain. */
+  introduceDomain(domid: number): void;
+  /** xs_release_domain; fires @releaseDomain. */
+  releaseDomain(domid: number): void;
+  /** xs_set_target: `domid` gets the rights of `target` (a stub domain and its guest). */
+  setTarget(domid: number, target: number): void;
+}

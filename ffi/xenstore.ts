@@ -1,0 +1,349 @@
+// XenStore through the real libxenstore.so.4 (Debian libxenstore4). Every call is one blocking
+// request/reply round trip, like the C API; only watch events are asynchronous.
+//
+// Watch events without blocking the event loop: after the first xs_watch, a library thread
+// owns the connection and signals queued events by making the pipe behind xs_fileno()
+// readable. That pipe must not be read by us: libxenstore drains its one token byte itself
+// when the queue empties, with a blocking read loop that would hang (or spin, if we made it
+// O_NONBLOCK) once the byte was gone. So a small Worker only poll()s the fd, tells the main
+// thread, and waits to be re-armed; the main thread drains with xs_check_watch, which never
+// blocks. Bun.file(fd).stream() would consume the byte and is not used for this reason.
+import { CString, dlopen, FFIType, type Pointer, read, toArrayBuffer, type Library } from "bun:ffi";
+import {
+  type TxId,
+  type WatchEvent,
+  XBT_NULL,
+  type XenStoreAdmin,
+  XenStoreError,
+  type XsPermission,
+} from "../agent/xenstore/types.ts";
+import { errno, errnoName } from "./libc.ts";
+
+const LIBXENSTORE = "libxenstore.so.4";
+/** What bun:ffi hands back for a `ptr` return. */
+type Ptr = Pointer | bigint;
+
+const xsSymbols = {
+  xs_open: { args: [FFIType.u64], returns: FFIType.ptr },
+  xs_close: { args: [FFIType.ptr], returns: FFIType.void },
+  xs_read: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  xs_write: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.ptr, FFIType.u32], returns: FFIType.bool },
+  xs_directory: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  xs_mkdir: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.bool },
+  xs_rm: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.bool },
+  xs_get_permissions: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  xs_set_permissions: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.ptr, FFIType.u32], returns: FFIType.bool },
+  xs_watch: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.bool },
+  xs_unwatch: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.bool },
+  xs_fileno: { args: [FFIType.ptr], returns: FFIType.i32 },
+  xs_check_watch: { args: [FFIType.ptr], returns: FFIType.ptr },
+  xs_transaction_start: { args: [FFIType.ptr], returns: FFIType.u32 },
+  xs_transaction_end: { args: [FFIType.ptr, FFIType.u32, FFIType.bool], returns: FFIType.bool },
+  xs_get_domain_path: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.ptr },
+  xs_introduce_domain: { args: [FFIType.ptr, FFIType.u32, FFIType.u64, FFIType.u32], returns: FFIType.bool },
+  xs_release_domain: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.bool },
+  xs_set_target: { args: [FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.bool },
+} as const;
+
+const libcSymbols = {
+  free: { args: [FFIType.ptr], returns: FFIType.void },
+  setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  unsetenv: { args: [FFIType.ptr], returns: FFIType.i32 },
+  getenv: { args: [FFIType.ptr], returns: FFIType.cstring },
+} as const;
+
+let xsLib: Library<typeof xsSymbols> | undefined;
+let cLib: Library<typeof libcSymbols> | undefined;
+
+function xs(): Library<typeof xsSymbols>["symbols"] {
+  if (!xsLib) {
+    try {
+      xsLib = dlopen(LIBXENSTORE, xsSymbols);
+    } catch (e) {
+      throw new Error(`cannot load ${LIBXENSTORE}: ${(e as Error).message} (Debian package libxenstore4)`);
+    }
+  }
+  return xsLib.symbols;
+}
+
+function c(): Library<typeof libcSymbols>["symbols"] {
+  cLib ??= dlopen("libc.so.6", libcSymbols);
+  return cLib.symbols;
+}
+
+const encoder = new TextEncoder();
+const cstr = (s: string): Uint8Array => encoder.encode(`${s}\0`);
+
+const permChar: Record<number, XsPermission["perm"]> = { 0: "n", 1: "r", 2: "w", 3: "b" };
+const permBits: Record<XsPermission["perm"], number> = { n: 0, r: 1, w: 2, b: 3 };
+
+/** Copy `len` bytes out of a malloc'd buffer, then free it. */
+function takeBytes(p: Ptr, len: number): Uint8Array {
+  try {
+    return len === 0 ? new Uint8Array() : new Uint8Array(toArrayBuffer(p, 0, len)).slice();
+  } finally {
+    c().free(p);
+  }
+}
+
+/** Copy the strings of a malloc'd `char **` block (vector and strings in one allocation). */
+function takeStrings(p: Ptr, n: number): string[] {
+  try {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push(new CString(read.ptr(p, i * 8)).toString());
+    return out;
+  } finally {
+    c().free(p);
+  }
+}
+
+// Runs in the Worker: poll() the watch pipe without reading it. `ctl[0]` is the arm flag (main
+// sets 1, worker clears it when it reports), `ctl[1]` the stop flag.
+const pollerSource = `
+import { dlopen, FFIType } from "bun:ffi";
+const { poll } = dlopen("libc.so.6", {
+  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+}).symbols;
+self.onmessage = (e) => {
+  const { fd, ctl } = e.data;
+  const flags = new Int32Array(ctl);
+  const pfd = new Int32Array(2);
+  for (;;) {
+    Atomics.wait(flags, 0, 0);
+    if (Atomics.load(flags, 1)) break;
+    pfd[0] = fd;
+    pfd[1] = 1; // events = POLLIN
+    // A bounded timeout so that a stop request is noticed even when nothing arrives.
+    const r = poll(pfd, 1, 250);
+    if (Atomics.load(flags, 1)) break;
+    if (r > 0) {
+      Atomics.store(flags, 0, 0);
+      postMessage("ready");
+    }
+  }
+  postMessage("stopped");
+};
+`;
+
+class WatchPump {
+  private readonly worker: Worker;
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(8));
+
+  constructor(fd: number, private readonly drain: () => void) {
+    const url = URL.createObjectURL(new Blob([pollerSource], { type: "application/typescript" }));
+    this.worker = new Worker(url);
+    this.worker.onmessage = (e: MessageEvent) => {
+      // The Worker loads its source asynchronously: the URL may go only once it runs.
+      URL.revokeObjectURL(url);
+      if (e.data !== "ready") return;
+      this.drain();
+      this.arm();
+    };
+    this.worker.postMessage({ fd, ctl: this.ctl.buffer });
+    this.arm();
+  }
+
+  private arm(): void {
+    Atomics.store(this.ctl, 0, 1);
+    Atomics.notify(this.ctl, 0);
+  }
+
+  stop(): void {
+    Atomics.store(this.ctl, 1, 1);
+    this.arm();
+    this.worker.terminate();
+  }
+}
+
+export interface OpenXenStoreOptions {
+  /**
+   * Where libxenstore connects, with XENSTORED_PATH semantics: a UNIX socket is connected,
+   * anything else (a character device such as /dev/xen/xenbus or a virtio-serial port) is
+   * opened as a byte stream. Default: the library's own choice.
+   */
+  path?: string;
+}
+
+export class FfiXenStore implements XenStoreAdmin {
+  private handle: Ptr | null;
+  private readonly listeners = new Set<(event: WatchEvent) => void>();
+  private pump: WatchPump | undefined;
+
+  constructor(opts: OpenXenStoreOptions = {}) {
+    const lib = xs();
+    this.handle = opts.path === undefined ? lib.xs_open(0) : withEnv("XENSTORED_PATH", opts.path, () => lib.xs_open(0));
+    if (this.handle === null) {
+      const e = errno();
+      throw new XenStoreError(errnoName(e), "open", opts.path ?? "(default)", "xs_open failed");
+    }
+  }
+
+  private h(op: string, path: string): Ptr {
+    if (this.handle === null) throw new XenStoreError("EBADF", op, path, "handle closed");
+    return this.handle;
+  }
+
+  private fail(op: string, path: string): never {
+    throw new XenStoreError(errnoName(errno()), op, path);
+  }
+
+  read(path: string, tx: TxId = XBT_NULL): Uint8Array {
+    const len = new Uint32Array(1);
+    const p = xs().xs_read(this.h("read", path), tx, cstr(path), len);
+    if (p === null) this.fail("read", path);
+    return takeBytes(p, len[0]!);
+  }
+
+  write(path: string, value: Uint8Array | string, tx: TxId = XBT_NULL): void {
+    const bytes = typeof value === "string" ? encoder.encode(value) : value;
+    // A zero-length TypedArray may have no backing pointer; libxenstore ignores data when len is 0.
+    const data = bytes.length === 0 ? new Uint8Array(1) : bytes;
+    if (!xs().xs_write(this.h("write", path), tx, cstr(path), data, bytes.length)) this.fail("write", path);
+  }
+
+  directory(path: string, tx: TxId = XBT_NULL): string[] {
+    const num = new Uint32Array(1);
+    const p = xs().xs_directory(this.h("directory", path), tx, cstr(path), num);
+    if (p === null) this.fail("directory", path);
+    return takeStrings(p, num[0]!);
+  }
+
+  mkdir(path: string, tx: TxId = XBT_NULL): void {
+    if (!xs().xs_mkdir(this.h("mkdir", path), tx, cstr(path))) this.fail("mkdir", path);
+  }
+
+  rm(path: string, tx: TxId = XBT_NULL): void {
+    if (!xs().xs_rm(this.h("rm", path), tx, cstr(path))) this.fail("rm", path);
+  }
+
+  getPermissions(path: string, tx: TxId = XBT_NULL): XsPermission[] {
+    const num = new Uint32Array(1);
+    const p = xs().xs_get_permissions(this.h("get_permissions", path), tx, cstr(path), num);
+    if (p === null) this.fail("get_permissions", path);
+    try {
+      const out: XsPermission[] = [];
+      for (let i = 0; i < num[0]!; i++) {
+        out.push({ domid: read.u32(p, i * 8), perm: permChar[read.u32(p, i * 8 + 4) & 3]! });
+      }
+      return out;
+    } finally {
+      c().free(p);
+    }
+  }
+
+  setPermissions(path: string, perms: XsPermission[], tx: TxId = XBT_NULL): void {
+    const buf = new Uint32Array(Math.max(perms.length, 1) * 2);
+    perms.forEach((p, i) => {
+      buf[i * 2] = p.domid;
+      buf[i * 2 + 1] = permBits[p.perm];
+    });
+    if (!xs().xs_set_permissions(this.h("set_permissions", path), tx, cstr(path), buf, perms.length)) {
+      this.fail("set_permissions", path);
+    }
+  }
+
+  getDomainPath(domid: number): string {
+    const p = xs().xs_get_domain_path(this.h("get_domain_path", String(domid)), domid);
+    if (p === null) this.fail("get_domain_path", String(domid));
+    try {
+      return new CString(p).toString();
+    } finally {
+      c().free(p);
+    }
+  }
+
+  transactionStart(): TxId {
+    const t = xs().xs_transaction_start(this.h("transaction_start", ""));
+    if (t === 0) this.fail("transaction_start", "");
+    return t;
+  }
+
+  transactionEnd(tx: TxId, abort: boolean): boolean {
+    if (xs().xs_transaction_end(this.h("transaction_end", ""), tx, abort)) return true;
+    const e = errno();
+    if (errnoName(e) === "EAGAIN") return false;
+    throw new XenStoreError(errnoName(e), "transaction_end", "");
+  }
+
+  watch(path: string, token: string): void {
+    const h = this.h("watch", path);
+    if (!xs().xs_watch(h, cstr(path), cstr(token))) this.fail("watch", path);
+    if (!this.pump) {
+      // Only valid after the first xs_watch: the pipe the library thread signals through.
+      const fd = xs().xs_fileno(h);
+      if (fd < 0) this.fail("fileno", path);
+      this.pump = new WatchPump(fd, () => this.drainWatches());
+    }
+  }
+
+  unwatch(path: string, token: string): void {
+    if (!xs().xs_unwatch(this.h("unwatch", path), cstr(path), cstr(token))) this.fail("unwatch", path);
+  }
+
+  onWatch(listener: (event: WatchEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  private drainWatches(): void {
+    if (this.handle === null) return;
+    const lib = xs();
+    for (;;) {
+      const p = lib.xs_check_watch(this.handle);
+      if (p === null) return; // EAGAIN: queue empty (or the connection is gone)
+      const [path, token] = takeStrings(p, 2) as [string, string];
+      for (const l of [...this.listeners]) {
+        try {
+          l({ path, token });
+        } catch (e) {
+          // One listener's bug must not starve the others or stall the pump.
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      }
+    }
+  }
+
+  introduceDomain(domid: number): void {
+    // Outside Xen there is no ring page or event channel; the test server ignores them.
+    if (!xs().xs_introduce_domain(this.h("introduce", String(domid)), domid, 0, 0)) this.fail("introduce", String(domid));
+  }
+
+  releaseDomain(domid: number): void {
+    if (!xs().xs_release_domain(this.h("release", String(domid)), domid)) this.fail("release", String(domid));
+  }
+
+  setTarget(domid: number, target: number): void {
+    if (!xs().xs_set_target(this.h("set_target", String(domid)), domid, target)) this.fail("set_target", String(domid));
+  }
+
+  close(): void {
+    if (this.handle === null) return;
+    this.pump?.stop();
+    this.pump = undefined;
+    xs().xs_close(this.handle);
+    this.handle = null;
+    this.listeners.clear();
+  }
+}
+
+/** Run `body` with an environment variable set in the C environment (where libxenstore looks). */
+function withEnv<T>(name: string, value: string, body: () => T): T {
+  const lib = c();
+  const key = cstr(name);
+  const old = lib.getenv(key);
+  const previous = old === null ? undefined : String(old);
+  if (lib.setenv(key, cstr(value), 1) !== 0) throw new Error(`setenv ${name}: ${errnoName(errno())}`);
+  try {
+    return body();
+  } finally {
+    if (previous === undefined) lib.unsetenv(key);
+    else lib.setenv(key, cstr(previous), 1);
+  }
+}
+
+/** Open a connection to xenstored (or, with `path`, to the given socket or device). */
+export function openXenStore(opts: OpenXenStoreOptions = {}): FfiXenStore {
+  return new FfiXenStore(opts);
+}

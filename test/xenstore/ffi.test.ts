@@ -1,0 +1,107 @@
+// The FFI binding to Debian's libxenstore against the wire server (a separate process): the
+// same contract as the in-memory fake, which is how the fake is checked against the real
+// client library, plus what only the binding can get wrong.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { FfiXenStore, openXenStore } from "../../ffi/xenstore.ts";
+import { XenStoreError } from "../../agent/xenstore/types.ts";
+import { waitEvents, xenstoreContract } from "./contract.ts";
+import { type ServerProc, startServer } from "./harness.ts";
+
+let server: ServerProc;
+const open: FfiXenStore[] = [];
+const track = (x: FfiXenStore) => {
+  open.push(x);
+  return x;
+};
+
+beforeAll(async () => {
+  server = await startServer({ domains: [2, 7, 8, 9, 11, 12] });
+});
+afterEach(() => {
+  for (const x of open.splice(0)) x.close();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe("FfiXenStore: the XenStore contract against the wire server", () => {
+  xenstoreContract(() => ({
+    dom0: () => track(openXenStore({ path: server.socket })),
+    domain: (domid) => track(openXenStore({ path: server.domainSocket(domid) })),
+    setTarget: (domid, target) => track(openXenStore({ path: server.socket })).setTarget(domid, target),
+  }));
+});
+
+describe("FfiXenStore specifics", () => {
+  it("keeps timers firing while a watch waits for an event", async () => {
+    const xs = track(openXenStore({ path: server.socket }));
+    const writer = track(openXenStore({ path: server.socket }));
+    xs.watch("/ffi/timer", "t");
+    await waitEvents(xs, 1);
+    let ticks = 0;
+    const iv = setInterval(() => ticks++, 10);
+    const started = performance.now();
+    const ev = waitEvents(xs, 1, 5000);
+    setTimeout(() => writer.write("/ffi/timer", "x"), 400);
+    const [got] = await ev;
+    clearInterval(iv);
+    const waited = performance.now() - started;
+    expect(got).toEqual({ path: "/ffi/timer", token: "t" });
+    expect(waited).toBeGreaterThanOrEqual(390);
+    // 10 ms timers over ~400 ms: a blocked loop would show 0 or 1.
+    expect(ticks).toBeGreaterThanOrEqual(15);
+  });
+
+  it("round-trips binary values, empty values and permissions", () => {
+    const xs = track(openXenStore({ path: server.socket }));
+    xs.write("/ffi/bin", new Uint8Array([0, 255, 0, 7]));
+    expect([...xs.read("/ffi/bin")]).toEqual([0, 255, 0, 7]);
+    xs.write("/ffi/empty", "");
+    expect(xs.read("/ffi/empty").length).toBe(0);
+    xs.setPermissions("/ffi/bin", [{ domid: 4, perm: "b" }, { domid: 0, perm: "w" }]);
+    expect(xs.getPermissions("/ffi/bin")).toEqual([{ domid: 4, perm: "b" }, { domid: 0, perm: "w" }]);
+    expect(xs.getDomainPath(3)).toBe("/local/domain/3");
+  });
+
+  it("lists directories larger than one reply (DIRECTORY_PART fallback)", () => {
+    const xs = track(openXenStore({ path: server.socket }));
+    const tx = xs.transactionStart();
+    for (let i = 0; i < 400; i++) xs.write(`/ffi/many/entry-number-${i}`, "", tx);
+    expect(xs.transactionEnd(tx, false)).toBe(true);
+    const names = xs.directory("/ffi/many");
+    expect(names).toHaveLength(400);
+    expect(names[399]).toBe("entry-number-399");
+  });
+
+  it("reports typed errors naming the operation and path", () => {
+    const xs = track(openXenStore({ path: server.socket }));
+    let err: unknown;
+    try {
+      xs.read("/ffi/does/not/exist");
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(XenStoreError);
+    expect((err as XenStoreError).errno).toBe("ENOENT");
+    expect((err as XenStoreError).message).toBe("xenstore read /ffi/does/not/exist: ENOENT");
+    xs.close();
+    expect(() => xs.read("/x")).toThrow(/EBADF/);
+  });
+
+  it("fails to open a missing transport with the errno and the path", () => {
+    expect(() => openXenStore({ path: `${server.dir}/no-such-socket` })).toThrow(
+      new RegExp(`xenstore open ${server.dir}/no-such-socket: ENOENT`),
+    );
+  });
+
+  it("delivers many events in order without losing any", async () => {
+    const xs = track(openXenStore({ path: server.socket }));
+    const writer = track(openXenStore({ path: server.socket }));
+    xs.watch("/ffi/burst", "b");
+    await waitEvents(xs, 1);
+    const ev = waitEvents(xs, 200, 10_000);
+    for (let i = 0; i < 200; i++) writer.write(`/ffi/burst/${i}`, "x");
+    const got = await ev;
+    expect(got.map((e) => e.path)).toEqual(Array.from({ length: 200 }, (_, i) => `/ffi/burst/${i}`));
+  });
+});
