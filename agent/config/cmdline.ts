@@ -1,6 +1,7 @@
 // The agent's options from the kernel command line. They are parsed on their own, before
 // xenstore is reachable, because one of them says how to reach xenstore.
 import { z } from "zod";
+import { MAX_DOMID } from "./keys.ts";
 import { LIMITS, type AgentOptions, type CmdlineResult, type ConfigError } from "./types.ts";
 
 export const DEFAULT_OPTIONS: AgentOptions = Object.freeze({
@@ -15,8 +16,6 @@ export const DEFAULT_OPTIONS: AgentOptions = Object.freeze({
 });
 
 const PREFIX = "stubdom.";
-// DOMID_FIRST_RESERVED (xen/include/public/xen.h): ids from 0x7FF0 up are not domains.
-const MAX_DOMID = 0x7fef;
 const portName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of [A-Za-z0-9._-]");
 const absPath = z.string().regex(/^\/[\x21-\x7e]{0,255}$/, "must be an absolute path of printable ASCII");
 const decimal = (min: number, max: number) =>
