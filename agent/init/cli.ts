@@ -20,6 +20,9 @@ const PlanSchema = z.strictObject({
   crash: z.enum(["shutdown-guest", "poweroff", "hold"]).default("shutdown-guest"),
   saveConsole: z.boolean().default(false),
   qmpTimeoutMs: z.number().int().min(1).max(600_000).default(20_000),
+  deadlines: z
+    .strictObject({ quitting: z.number().int().min(1), terminating: z.number().int().min(1), killing: z.number().int().min(1) })
+    .optional(),
 });
 
 /** Exit codes standing in for power-off reasons. */
@@ -63,7 +66,8 @@ export async function run(argv: string[]): Promise<number> {
   const log = createLogger({ sink: stderrSink, level: values.loglevel as Level, clock });
   if (values.subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const runDir = values["run-dir"] ?? mkdtempSync(`${tmpdir()}/stubdom-init-`);
-  const plan: QemuPlan = { ...parsed.data, runDir };
+  const { deadlines, ...rest } = parsed.data;
+  const plan: QemuPlan = { ...rest, runDir };
 
   const healthFile = values["health-file"];
   const health: HealthReport = {
@@ -88,6 +92,6 @@ export async function run(argv: string[]): Promise<number> {
     nowMs,
     entryMs: nowMs() - performance.now(),
   });
-  await supervise(new Supervisor(plan, deps));
+  await supervise(new Supervisor(plan, deadlines ? { ...deps, deadlines } : deps));
   return 0;
 }

@@ -54,7 +54,7 @@ export interface SupervisorDeps {
   readonly deadlines?: Deadlines;
 }
 
-const STDERR_DRAIN_MS = 100;
+const STDERR_DRAIN_MS = 1000;
 
 export const MONITORS = { agent: "qmp-agent", relay: "qmp-relay" } as const;
 
@@ -70,6 +70,7 @@ export class Supervisor {
   /** Set when we declared QEMU failed and stopped it: its end then counts as a crash. */
   private startFailure: string | undefined;
   private hypervisorCalled = false;
+  private orphansReaped = 0;
   private fatalStarted = false;
   private readonly stderr: StderrRing;
   private readonly deadlines: Deadlines;
@@ -106,6 +107,7 @@ export class Supervisor {
       case "signal":
         if (ev.signal === "SIGCHLD") {
           const n = this.deps.reapOrphans();
+          this.orphansReaped += n;
           if (n > 0) this.deps.log.debug(`reaped ${n} orphan(s)`);
         } else if (ev.signal === "SIGHUP") {
           this.deps.log.info("SIGHUP ignored");
@@ -282,6 +284,7 @@ export class Supervisor {
 
   private recordExit(exit: ExitStatus): void {
     this.lastExit = exit;
+    this.stderr.flush();
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
     this.deps.log.info(`QEMU (pid ${this.child?.pid}) ${how}`);
     const patch = {
@@ -330,7 +333,7 @@ export class Supervisor {
 
   private powerOff(reason: PowerOffReason): void {
     clearTimeout(this.deadline);
-    this.deps.log.info(`powering off (${reason})`);
+    this.deps.log.info(`powering off (${reason}); ${this.orphansReaped} orphan(s) reaped in total`);
     this.deps.machine.sync();
     this.deps.machine.powerOff(reason);
   }

@@ -37,6 +37,12 @@ export class StderrRing {
     for (const p of parts) this.line(p);
   }
 
+  /** Reports lines held back in the current window (call when the stream ends). */
+  flush(): void {
+    if (this.suppressed > 0) this.echo(`(${this.suppressed} lines of stderr not shown)`);
+    this.suppressed = 0;
+  }
+
   /** The last lines, oldest first, including an unterminated tail. */
   tail(): string[] {
     const out = [...this.ring];

@@ -6,7 +6,7 @@
 //   --mode hang       serve QMP but ignore `quit` and SIGTERM (only SIGKILL ends it)
 //   --mode slow       wait --after ms before accepting QMP, then behave like ok
 //   --mode refuse     accept connections but never greet
-//   --mode flood      write --lines stderr lines as fast as possible, then behave like crash
+//   --mode flood      write --lines stderr lines as fast as possible, then crash with 5 more
 //   --mode orphans    orphan --count grandchildren (sleep 0.3), then exit --code after --after ms
 import net from "node:net";
 
@@ -87,7 +87,10 @@ async function main(): Promise<void> {
   }
   if (mode === "crash" || mode === "flood") {
     await Bun.sleep(after);
-    for (let i = 0; i < lines; i++) process.stderr.write(`fake-qemu: dying line ${i}\n`);
+    const dying = mode === "flood" ? 5 : lines;
+    for (let i = 0; i < dying; i++) process.stderr.write(`fake-qemu: dying line ${i}\n`);
+    // exit() drops writes still queued on the pipe; the last words are what is under test.
+    await new Promise((r) => process.stderr.write("fake-qemu: exiting\n", r));
     process.exit(code);
   }
   if (mode === "orphans") {

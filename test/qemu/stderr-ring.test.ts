@@ -21,4 +21,7 @@ test("a flood is echoed at a bounded rate and summarised", () => {
   expect(echoed[10]).toBe("(9990 lines of stderr not shown)");
   expect(r.tail()).toEqual(["line 9999", "after"]);
   expect(r.total).toBe(10_001);
+  for (let i = 0; i < 20; i++) r.push(`late ${i}\n`);
+  r.flush();
+  expect(echoed.at(-1)).toBe("(11 lines of stderr not shown)");
 });

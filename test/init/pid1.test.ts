@@ -1,0 +1,206 @@
+// The supervisor with a scripted fake QEMU (test/init/fake-qemu.ts), as real PID 1 of a PID
+// namespace (`unshare --pid --fork --mount-proc`) and as a subreaper. "Power off" is the
+// process exit code (cli.ts EXIT_CODES); the hypervisor and health report are files.
+import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { describe, expect, test } from "vitest";
+import { EXIT_CODES } from "../../agent/init/cli.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const BUN = `${ROOT}node_modules/.bin/bun`;
+const FAKE = `${ROOT}test/init/fake-qemu.ts`;
+const isRoot = process.getuid?.() === 0;
+
+type Mode = "pid1" | "subreaper";
+interface Run {
+  code: number;
+  log: string;
+  health: Record<string, unknown>;
+  phases: string[];
+  hypervisor: string[];
+}
+
+interface Options {
+  fake: string[];
+  plan?: Record<string, unknown>;
+  /** Called once the log contains `when`, with the agent's host pid. */
+  signal?: { when: RegExp; send: "SIGTERM" | "SIGINT"; delayMs?: number };
+  during?: { when: RegExp; run: (agentPid: number) => void | Promise<void> };
+  timeoutMs?: number;
+}
+
+async function runAgent(mode: Mode, o: Options): Promise<Run> {
+  const dir = mkdtempSync(`${tmpdir()}/pid1-test-`);
+  const plan = {
+    binary: BUN,
+    dmArgv: [FAKE, ...o.fake],
+    guestDomid: 5,
+    deadlines: { quitting: 500, terminating: 500, killing: 500 },
+    ...o.plan,
+  };
+  writeFileSync(`${dir}/plan.json`, JSON.stringify(plan));
+  const agentArgs = [
+    `${ROOT}agent/main.ts`, "init", "--plan", `${dir}/plan.json`, "--run-dir", dir,
+    "--health-file", `${dir}/health`, "--hypervisor-log", `${dir}/hv`, "--loglevel", "debug",
+  ];
+  const argv =
+    mode === "pid1"
+      ? ["unshare", "--pid", "--fork", "--mount-proc", BUN, ...agentArgs]
+      : [BUN, ...agentArgs, "--subreaper"];
+  const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe"] });
+  // With unshare --fork the agent is unshare's only child.
+  const agentPid = (): number =>
+    mode === "subreaper"
+      ? proc.pid
+      : Number(readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(" ")[0]);
+  let log = "";
+  const triggers = [o.signal && { when: o.signal.when, run: async (pid: number) => {
+    await Bun.sleep(o.signal?.delayMs ?? 0);
+    process.kill(pid, o.signal!.send);
+  } }, o.during].filter((x): x is NonNullable<typeof x> => Boolean(x));
+  const pending = new Set(triggers);
+  const actions: Promise<void>[] = [];
+  const reader = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of proc.stderr) {
+      log += dec.decode(chunk, { stream: true });
+      for (const t of [...pending]) {
+        if (t.when.test(log)) {
+          pending.delete(t);
+          actions.push(Promise.resolve(t.run(agentPid())));
+        }
+      }
+    }
+  })();
+  const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 15_000);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  await reader;
+  await Promise.all(actions);
+  const health: Record<string, unknown> = {};
+  const phases: string[] = [];
+  if (existsSync(`${dir}/health`)) {
+    for (const line of readFileSync(`${dir}/health`, "utf8").trim().split("\n")) {
+      const { patch } = JSON.parse(line) as { patch: Record<string, unknown> };
+      Object.assign(health, patch);
+      if (typeof patch.phase === "string") phases.push(patch.phase);
+    }
+  }
+  const hypervisor = existsSync(`${dir}/hv`) ? readFileSync(`${dir}/hv`, "utf8").trim().split("\n").filter(Boolean) : [];
+  return { code, log, health, phases, hypervisor };
+}
+
+const modes: Mode[] = isRoot ? ["pid1", "subreaper"] : ["subreaper"];
+if (!isRoot) console.warn("pid1.test.ts: not root, PID-namespace cases NOT run (only subreaper)");
+
+describe.each(modes)("agent as %s", (mode) => {
+  test("QEMU crashing on its own: exit recorded with its last stderr, hypervisor told exactly once, power off", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "crash", "--after", "200", "--code", "7", "--lines", "30"] });
+    expect(r.code, r.log).toBe(EXIT_CODES.crash);
+    expect(r.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+    expect(r.health.exit_code).toBe(7);
+    expect(String(r.health.exit_stderr)).toMatch(/dying line 29\nfake-qemu: exiting$/);
+    expect(String(r.health.exit_stderr).split("\n").length).toBeLessThanOrEqual(20);
+    expect(r.phases).toEqual(["starting", "running", "crashed"]);
+    expect(r.log).toMatch(mode === "pid1" ? /supervising as PID 1/ : /supervising as subreaper/);
+  });
+
+  test("crash policy poweroff powers off without calling the hypervisor", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "crash", "--after", "100"], plan: { crash: "poweroff" } });
+    expect(r.code, r.log).toBe(EXIT_CODES.crash);
+    expect(r.hypervisor).toEqual([]);
+  });
+
+  test("SIGTERM: QMP quit, QEMU exits 0, clean power off, no crash report", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "ok"], signal: { when: /QEMU ready/, send: "SIGTERM" } });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(r.log).toMatch(/QMP quit/);
+    expect(r.log).toMatch(/fake-qemu: quit/);
+    expect(r.hypervisor).toEqual([]);
+    expect(r.health.exit_code).toBe(0);
+    expect(r.phases).toEqual(["starting", "running", "stopping"]);
+  });
+
+  test("SIGINT (Ctrl-Alt-Del) stops a QEMU that ignores quit and SIGTERM: TERM then KILL on deadlines", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "hang"], signal: { when: /QEMU ready/, send: "SIGINT" } });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(r.log).toMatch(/sending SIGTERM/);
+    expect(r.log).toMatch(/ignoring SIGTERM/);
+    expect(r.log).toMatch(/sending SIGKILL/);
+    expect(r.health.exit_signal).toBe("SIGKILL");
+    expect(r.hypervisor).toEqual([]);
+  });
+
+  test("slow start: QMP waits for the late monitor, then runs", async () => {
+    const r = await runAgent(mode, {
+      fake: ["--mode", "slow", "--after", "1500"],
+      signal: { when: /QEMU ready/, send: "SIGTERM" },
+    });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(r.phases).toEqual(["starting", "running", "stopping"]);
+  });
+
+  test("a QEMU that never greets on QMP is declared failed, stopped, and reported as a crash", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "refuse"], plan: { qmpTimeoutMs: 500 } });
+    expect(r.code, r.log).toBe(EXIT_CODES.crash);
+    expect(String(r.health.error)).toMatch(/QEMU failed: qmp: no greeting within 500 ms/);
+    expect(r.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+  });
+
+  test("a stderr flood is bounded on the console and the last lines still reach the report", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "flood", "--lines", "100000", "--after", "100"] });
+    expect(r.code, r.log).toBe(EXIT_CODES.crash);
+    expect(r.log).toMatch(/lines of stderr not shown/);
+    expect(r.log.split("\n").length).toBeLessThan(5000);
+    expect(String(r.health.exit_stderr)).toMatch(/dying line 4\nfake-qemu: exiting$/);
+    expect(r.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+  });
+
+  test("100 orphaned grandchildren are reaped; QEMU's own exit status is never stolen", async () => {
+    let zombiesSeen = -1;
+    const r = await runAgent(mode, {
+      fake: ["--mode", "orphans", "--count", "100", "--after", "1500", "--code", "42"],
+      during: {
+        when: /orphaned 100 grandchildren/,
+        run: async (agent) => {
+          await Bun.sleep(900); // the sleeps (0.3 s) have ended; QEMU has not
+          zombiesSeen = zombieChildren(agent).length;
+        },
+      },
+    });
+    expect(r.code, r.log).toBe(EXIT_CODES.crash);
+    expect(r.health.exit_code).toBe(42);
+    expect(r.log).toMatch(/ 100 orphan\(s\) reaped in total/);
+    expect(zombiesSeen).toBe(0);
+    expect(r.log).not.toMatch(/lost track of QEMU/);
+  });
+
+  test("a QEMU binary that cannot start goes to the fatal path", async () => {
+    const r = await runAgent(mode, { fake: [], plan: { binary: "/nonexistent/qemu" } });
+    expect(r.code, r.log).toBe(EXIT_CODES.fatal);
+    expect(String(r.health.error)).toMatch(/fatal: cannot start QEMU/);
+    expect(r.phases.at(-1)).toBe("failed");
+  });
+
+  test("PID 1 entry → QEMU execve is measured and reported", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "crash", "--after", "50"] });
+    expect(typeof r.health.agent_overhead_ms).toBe("number");
+    expect(r.health.agent_overhead_ms as number).toBeGreaterThan(0);
+    expect(r.health.qemu_pid).toBeGreaterThan(1);
+  });
+});
+
+function zombieChildren(parent: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "latin1");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (f[0] === "Z" && Number(f[1]) === parent) out.push(Number(name));
+    } catch {
+      continue;
+    }
+  }
+  return out;
+}
