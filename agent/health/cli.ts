@@ -1,5 +1,94 @@
-// Placeholder until its issue lands.
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write("stubdom-init: 'health/cli' is not implemented yet\n");
-  return 1;
+// `stubdom-init status [GUEST_DOMID...|--all] [--json] [--watch]`, run in dom0. Exit status:
+// 0 when every stub domain shown is healthy, 1 when one is not (or xenstore is unreachable),
+// 2 for a usage error. libxenstore picks the xenstored connection (XENSTORED_PATH honoured).
+import { parseArgs } from "node:util";
+import type { XenStore } from "../xenstore/types.ts";
+import { collectReports, systemClock, type Selection } from "./reader.ts";
+import { renderJson, renderTable } from "./render.ts";
+import { escapeText } from "./sanitize.ts";
+import { MAX_DOMID } from "./schema.ts";
+import { watchStatus, type StatusFrame } from "./watch.ts";
+
+const USAGE = "usage: stubdom-init status [GUEST_DOMID...|--all] [--json] [--watch]\n";
+
+export interface StatusArgs {
+  selection: Selection;
+  json: boolean;
+  watch: boolean;
+}
+
+export function parseStatusArgs(argv: string[]): StatusArgs | { error: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { all: { type: "boolean" }, json: { type: "boolean" }, watch: { type: "boolean" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+  const { values, positionals } = parsed;
+  const guests: number[] = [];
+  for (const p of positionals) {
+    if (!/^[0-9]{1,5}$/.test(p) || Number(p) > MAX_DOMID) return { error: `not a guest domid: ${escapeText(p)}` };
+    if (!guests.includes(Number(p))) guests.push(Number(p));
+  }
+  if (values.all && guests.length > 0) return { error: "give guest domids or --all, not both" };
+  const selection: Selection = guests.length > 0 ? { all: false, guests } : { all: true };
+  return { selection, json: values.json === true, watch: values.watch === true };
+}
+
+export function renderFrame(frame: StatusFrame, json: boolean): string {
+  if (json) return renderJson(frame.reports);
+  return renderTable(frame.reports) + frame.notes.map((n) => `note: ${n}\n`).join("");
+}
+
+async function open(): Promise<XenStore> {
+  const { openXenStore } = await import("../../ffi/xenstore.ts");
+  return openXenStore();
+}
+
+export async function run(argv: string[], connect: () => Promise<XenStore> = open): Promise<number> {
+  const args = parseStatusArgs(argv);
+  if ("error" in args) {
+    process.stderr.write(`stubdom-init status: ${args.error}\n${USAGE}`);
+    return 2;
+  }
+  let xs: XenStore;
+  try {
+    xs = await connect();
+  } catch (e) {
+    process.stderr.write(`stubdom-init status: cannot reach xenstore: ${escapeText((e as Error).message)}\n`);
+    return 1;
+  }
+  try {
+    if (!args.watch) {
+      const r = collectReports(xs, args.selection, systemClock);
+      process.stdout.write(renderFrame({ reports: r.reports, notes: r.notes }, args.json));
+      return r.reports.length > 0 && r.reports.every((x) => x.health === "ok") ? 0 : 1;
+    }
+    // Clear and redraw on a terminal; on a pipe, append frames (one JSON line each with --json).
+    const tty = process.stdout.isTTY === true && !args.json;
+    let last = "";
+    const w = watchStatus({
+      xs,
+      selection: args.selection,
+      onFrame: (frame) => {
+        const text = renderFrame(frame, args.json);
+        if (text === last) return;
+        last = text;
+        process.stdout.write(tty ? `\x1b[H\x1b[2J${text}` : args.json ? text : `${text}\n`);
+      },
+    });
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", () => resolve());
+      process.once("SIGTERM", () => resolve());
+    });
+    w.stop();
+    return 0;
+  } finally {
+    xs.close();
+  }
 }

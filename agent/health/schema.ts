@@ -14,6 +14,7 @@
 // Every key is decoded on its own from at most MAX_VALUE_BYTES of UTF-8, so one bad value
 // costs one field, never the report.
 import { z } from "zod";
+import { escapeText, truncate } from "./sanitize.ts";
 
 export const HEALTH_VERSION = 1;
 /** "Every value under 1 KiB" (issue 7): the reader refuses anything longer. */
@@ -135,10 +136,10 @@ export const KEYS = {
 
 export type HealthKey = keyof typeof KEYS;
 export const HEALTH_KEYS = Object.keys(KEYS) as HealthKey[];
-type ValueOf<K extends HealthKey> = z.output<(typeof KEYS)[K]["schema"]>;
+export type HealthValue<K extends HealthKey> = z.output<(typeof KEYS)[K]["schema"]>;
 
 /** The whole report as the writer holds it and the reader rebuilds it. */
-export type HealthRecord = { -readonly [K in HealthKey]?: ValueOf<K> } & { nics: NicHealth[] };
+export type HealthRecord = { -readonly [K in HealthKey]?: HealthValue<K> } & { nics: NicHealth[] };
 
 /** NIC i is stored at `nic/<i>` as compact JSON, i < MAX_NICS. */
 export const nicKey = (i: number) => `nic/${i}`;
@@ -156,6 +157,7 @@ export function encodeHealth(rec: HealthRecord): Map<string, string> {
   return out;
 }
 
+/** A decoded value, or why not; `reason` is already escaped for printing. */
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -173,11 +175,12 @@ function decodeWith<T>(schema: z.ZodType<T, string>, raw: Uint8Array): Decoded<T
   if (r.success) return { ok: true, value: r.data };
   const issue = r.error.issues[0];
   const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-  return { ok: false, reason: `${where}${issue?.message ?? "invalid"}` };
+  // zod quotes offending object keys and values in its messages: they are hostile too.
+  return { ok: false, reason: truncate(escapeText(`${where}${issue?.message ?? "invalid"}`), 200) };
 }
 
-export function decodeKey<K extends HealthKey>(k: K, raw: Uint8Array): Decoded<ValueOf<K>> {
-  return decodeWith(KEYS[k].schema as z.ZodType<ValueOf<K>, string>, raw);
+export function decodeKey<K extends HealthKey>(k: K, raw: Uint8Array): Decoded<HealthValue<K>> {
+  return decodeWith(KEYS[k].schema as z.ZodType<HealthValue<K>, string>, raw);
 }
 
 export function decodeNic(raw: Uint8Array): Decoded<NicHealth> {

@@ -211,6 +211,16 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
     }
   };
 
+  const present = (path: string, tx: TxId): boolean => {
+    try {
+      xs.read(path, tx);
+      return true;
+    } catch (e) {
+      if (e instanceof XenStoreError && e.errno === "ENOENT") return false;
+      throw e;
+    }
+  };
+
   const flush = (): boolean => {
     try {
       const t = nowMs();
@@ -226,8 +236,10 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
           desired.delete(k);
         }
       }
-      const before = written;
       transaction(xs, (tx) => {
+        // Someone (dom0, a tool) may have removed the report: one read tells, and then
+        // everything is written again rather than only what changed.
+        const before = written && present(`${base}/schema`, tx) ? written : undefined;
         // A fresh agent owns the whole subtree: whatever a previous writer left is removed.
         if (!before) rmQuiet(base, tx);
         for (const [k, v] of desired) if (before?.get(k) !== v) xs.write(`${base}/${k}`, v, tx);

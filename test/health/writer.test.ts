@@ -241,6 +241,16 @@ describe("health writer", () => {
     expect(t2.dom0.directory(`${BASE}/nic`)).toEqual(["0"]);
   });
 
+  test("a report removed behind the writer's back is written again in full at the next heartbeat", () => {
+    const t = setup();
+    t.w.start();
+    t.dom0.rm(BASE);
+    t.timer.fire();
+    expect(t.read("phase")).toBe("booting");
+    expect(t.read("schema")).toBe("1");
+    expect(JSON.parse(t.read("nic/0"))).toEqual(nic(0));
+  });
+
   test("the interval is clamped and published for the reader", () => {
     const t = setup({ intervalMs: 1 });
     t.w.start();
