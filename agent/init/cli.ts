@@ -20,6 +20,7 @@ const PlanSchema = z.strictObject({
   crash: z.enum(["shutdown-guest", "poweroff", "hold"]).default("shutdown-guest"),
   saveConsole: z.boolean().default(false),
   qmpTimeoutMs: z.number().int().min(1).max(600_000).default(20_000),
+  probeMs: z.number().int().min(0).max(3_600_000).default(0),
   deadlines: z
     .strictObject({ quitting: z.number().int().min(1), terminating: z.number().int().min(1), killing: z.number().int().min(1) })
     .optional(),
@@ -70,10 +71,21 @@ export async function run(argv: string[]): Promise<number> {
   const plan: QemuPlan = { ...rest, runDir };
 
   const healthFile = values["health-file"];
+  // Each call as one JSON line, so a test replays exactly what the supervisor reported.
+  const record =
+    (call: string) =>
+    (...args: unknown[]) => {
+      if (healthFile) appendFileSync(healthFile, `${JSON.stringify({ call, args })}\n`);
+    };
   const health: HealthReport = {
-    update: (patch, urgent = false) => {
-      if (healthFile) appendFileSync(healthFile, `${JSON.stringify({ patch, urgent })}\n`);
-    },
+    setPhase: record("setPhase"),
+    bootPhase: record("bootPhase"),
+    agentOverhead: record("agentOverhead"),
+    qemuStarted: record("qemuStarted"),
+    qemuExited: record("qemuExited"),
+    qmpStatus: record("qmpStatus"),
+    error: record("error"),
+    flush: () => true,
   };
   const hvLog = values["hypervisor-log"];
   const hypervisor: Hypervisor = {

@@ -1,6 +1,6 @@
 // What the supervisor needs from the machine, as interfaces: the same supervisor runs under
 // Xen, in the development VM, as PID 1 of a PID namespace in tests, and as a subreaper.
-import type { HealthRecord } from "../health/schema.ts";
+import type { HealthWriter } from "../health/writer.ts";
 
 /** Ends the guest's life from inside its device model (xen-stubdom-protocol.md §7). */
 export interface Hypervisor {
@@ -18,10 +18,8 @@ export interface Machine {
   sync(): void;
 }
 
-export type HealthPatch = Partial<Omit<HealthRecord, "nics">>;
-
-/** The health writer as the supervisor sees it (agent/health writes the keys). */
-export interface HealthReport {
-  /** Merge `patch`; `urgent` writes at once (phase changes), else at the next interval. */
-  update(patch: HealthPatch, urgent?: boolean): void;
-}
+/** The part of agent/health's writer that the supervisor drives. */
+export type HealthReport = Pick<
+  HealthWriter,
+  "setPhase" | "bootPhase" | "agentOverhead" | "qemuStarted" | "qemuExited" | "qmpStatus" | "error" | "flush"
+>;

@@ -31,6 +31,8 @@ export interface QemuPlan {
   readonly saveConsole: boolean;
   /** QMP greeting + setup deadline; libxl's whole start-up budget is 30 s. */
   readonly qmpTimeoutMs: number;
+  /** query-status period for the health report; 0 = no probe. */
+  readonly probeMs: number;
 }
 
 export interface SupervisorDeps {
@@ -161,14 +163,15 @@ export class Supervisor {
         return this.spawn();
       case "reportRunning":
         log.info(`QEMU ready (pid ${this.child?.pid})`);
-        this.deps.health.update({ phase: "running", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+        this.deps.health.setPhase("running");
+        this.startProbe();
         return;
       case "warnQmpLost":
         log.warn(`QMP monitor lost: ${this.qmpProblem ?? "closed"}`);
         return;
       case "qmpQuit":
         log.info("asking QEMU to quit (QMP quit)");
-        this.deps.health.update({ phase: "stopping", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+        this.deps.health.setPhase("stopping");
         this.qmp?.execute("quit", undefined, this.deadlines.quitting).catch(() => undefined);
         return;
       case "sendTerm":
@@ -195,6 +198,25 @@ export class Supervisor {
     }
   }
 
+  private probe: ReturnType<typeof setInterval> | undefined;
+
+  /** query-status every probe interval: a hung QEMU shows as unresponsive in the report. */
+  private startProbe(): void {
+    const ms = this.plan.probeMs;
+    if (!ms) return;
+    this.probe = setInterval(() => {
+      this.qmp?.execute("query-status", undefined, Math.min(ms, 2000)).then(
+        (r) => this.deps.health.qmpStatus(String((r as { status?: unknown }).status ?? "unknown")),
+        () => this.deps.health.qmpStatus("unresponsive"),
+      );
+    }, ms);
+  }
+
+  private stopProbe(): void {
+    clearInterval(this.probe);
+    this.probe = undefined;
+  }
+
   private signalChild(sig: "SIGTERM" | "SIGKILL"): void {
     try {
       this.child?.kill(sig);
@@ -205,7 +227,7 @@ export class Supervisor {
 
   private async spawn(): Promise<void> {
     const { plan, deps } = this;
-    this.deps.health.update({ phase: "starting", phase_since_ms: Math.round(deps.nowMs()) }, true);
+    deps.health.setPhase("starting");
     const built = buildQemuArgv({
       dmArgv: plan.dmArgv,
       restoreArgIndex: plan.restoreArgIndex,
@@ -229,11 +251,8 @@ export class Supervisor {
     const child = this.child;
     const started = deps.nowMs();
     deps.log.info(`QEMU pid ${child.pid}, ${Math.round(started - deps.entryMs)} ms after PID 1 entry`);
-    deps.health.update({
-      qemu_pid: child.pid,
-      qemu_started_ms: Math.round(started),
-      agent_overhead_ms: Math.round(started - deps.entryMs),
-    });
+    deps.health.agentOverhead(Math.round(started - deps.entryMs));
+    deps.health.qemuStarted(child.pid, Math.round(started));
     const stderrDone = this.pumpStderr(child);
     child.exited.then(
       async (exit) => {
@@ -287,24 +306,23 @@ export class Supervisor {
     this.stderr.flush();
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
     this.deps.log.info(`QEMU (pid ${this.child?.pid}) ${how}`);
-    const patch = {
-      exit_at_ms: Math.round(this.deps.nowMs()),
-      exit_stderr: this.stderr.tail().join("\n"),
-      ...(exit.signal ? { exit_signal: exit.signal } : { exit_code: exit.code ?? 0 }),
-    };
-    this.deps.health.update(patch);
+    this.stopProbe();
+    this.deps.health.qemuExited({
+      stderr: this.stderr.tail(),
+      ...(exit.signal ? { signal: exit.signal } : { code: exit.code ?? 0 }),
+    });
   }
 
   private reportError(msg: string): void {
     this.deps.log.error(msg);
-    this.deps.health.update({ error: msg.slice(0, 800), error_at_ms: Math.round(this.deps.nowMs()) });
+    this.deps.health.error(msg);
   }
 
   private async crashPolicy(why: string): Promise<void> {
     const { plan, deps } = this;
     const exit = this.lastExit;
     this.reportError(`${why}${exit ? ` (${exit.signal ?? `code ${exit.code}`})` : ""}; crash policy ${plan.crash}`);
-    deps.health.update({ phase: "crashed", phase_since_ms: Math.round(deps.nowMs()) }, true);
+    deps.health.setPhase("crashed");
     if (plan.crash === "hold") {
       deps.log.warn("crash policy hold: staying up for debugging; SIGTERM powers off");
       return;
@@ -327,12 +345,14 @@ export class Supervisor {
 
   private configError(msg: string): void {
     this.reportError(msg);
-    this.deps.health.update({ phase: "failed", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+    this.deps.health.setPhase("failed");
     this.powerOff("config");
   }
 
   private powerOff(reason: PowerOffReason): void {
     clearTimeout(this.deadline);
+    this.stopProbe();
+    this.deps.health.flush();
     this.deps.log.info(`powering off (${reason}); ${this.orphansReaped} orphan(s) reaped in total`);
     this.deps.machine.sync();
     this.deps.machine.powerOff(reason);
@@ -346,7 +366,7 @@ export class Supervisor {
     }
     this.fatalStarted = true;
     this.reportError(`fatal: ${reason}`);
-    this.deps.health.update({ phase: "failed", phase_since_ms: Math.round(this.deps.nowMs()) }, true);
+    this.deps.health.setPhase("failed");
     const child = this.child;
     if (child && this.state !== "exited") {
       const gone = child.exited.then(() => true, () => true);

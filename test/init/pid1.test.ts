@@ -80,10 +80,20 @@ async function runAgent(mode: Mode, o: Options): Promise<Run> {
   const health: Record<string, unknown> = {};
   const phases: string[] = [];
   if (existsSync(`${dir}/health`)) {
+    // Replays the writer calls into the keys the health writer would store.
     for (const line of readFileSync(`${dir}/health`, "utf8").trim().split("\n")) {
-      const { patch } = JSON.parse(line) as { patch: Record<string, unknown> };
-      Object.assign(health, patch);
-      if (typeof patch.phase === "string") phases.push(patch.phase);
+      const { call, args } = JSON.parse(line) as { call: string; args: unknown[] };
+      if (call === "setPhase") phases.push(String(args[0]));
+      if (call === "agentOverhead") health.agent_overhead_ms = args[0];
+      if (call === "qemuStarted") health.qemu_pid = args[0];
+      if (call === "qmpStatus") health.qmp_status = args[0];
+      if (call === "error") health.error = args[0];
+      if (call === "qemuExited") {
+        const e = args[0] as { code?: number; signal?: string; stderr: string[] };
+        health.exit_code = e.code;
+        health.exit_signal = e.signal;
+        health.exit_stderr = e.stderr.join("\n");
+      }
     }
   }
   const hypervisor = existsSync(`${dir}/hv`) ? readFileSync(`${dir}/hv`, "utf8").trim().split("\n").filter(Boolean) : [];
@@ -112,7 +122,12 @@ describe.each(modes)("agent as %s", (mode) => {
   });
 
   test("SIGTERM: QMP quit, QEMU exits 0, clean power off, no crash report", async () => {
-    const r = await runAgent(mode, { fake: ["--mode", "ok"], signal: { when: /QEMU ready/, send: "SIGTERM" } });
+    const r = await runAgent(mode, {
+      fake: ["--mode", "ok"],
+      plan: { probeMs: 100 },
+      signal: { when: /QEMU ready/, send: "SIGTERM", delayMs: 400 },
+    });
+    expect(r.health.qmp_status).toBe("running");
     expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
     expect(r.log).toMatch(/QMP quit/);
     expect(r.log).toMatch(/fake-qemu: quit/);
