@@ -2,15 +2,20 @@
 // stub domain S, a controllable clock, and a logger that keeps its lines.
 import { createLogger, type Logger } from "../../agent/log.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
+import type { XenStoreAdmin } from "../../agent/xenstore/types.ts";
 
 export const GUEST = 4;
 export const STUB = 5;
 
-export function libxlLayout(): { dom0: MemoryXenStore; stub: MemoryXenStore } {
-  const dom0 = new MemoryXenStore();
+/** What libxl leaves in xenstore for guest G and its stub domain S, as far as health cares. */
+export function layOut(dom0: XenStoreAdmin): void {
   for (const d of [GUEST, STUB]) {
     dom0.write(`/local/domain/${d}/domid`, String(d));
-    dom0.setPermissions(`/local/domain/${d}`, [{ domid: d, perm: "r" }]);
+    // libxl: the home is dom0's, readable by the domain; data/ is the domain's own.
+    dom0.setPermissions(`/local/domain/${d}`, [
+      { domid: 0, perm: "n" },
+      { domid: d, perm: "r" },
+    ]);
     dom0.mkdir(`/local/domain/${d}/data`);
     dom0.setPermissions(`/local/domain/${d}/data`, [{ domid: d, perm: "n" }]);
   }
@@ -19,8 +24,12 @@ export function libxlLayout(): { dom0: MemoryXenStore; stub: MemoryXenStore } {
   dom0.introduceDomain(GUEST);
   dom0.introduceDomain(STUB);
   dom0.setTarget(STUB, GUEST);
-  const stub = new MemoryXenStore({ store: dom0.store, domid: STUB });
-  return { dom0, stub };
+}
+
+export function libxlLayout(): { dom0: MemoryXenStore; stub: MemoryXenStore } {
+  const dom0 = new MemoryXenStore();
+  layOut(dom0);
+  return { dom0, stub: new MemoryXenStore({ store: dom0.store, domid: STUB }) };
 }
 
 export interface TestClock {
