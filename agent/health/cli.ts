@@ -50,7 +50,7 @@ async function open(): Promise<XenStore> {
   return openXenStore();
 }
 
-export async function run(argv: string[], connect: () => Promise<XenStore> = open): Promise<number> {
+export async function run(argv: string[]): Promise<number> {
   const args = parseStatusArgs(argv);
   if ("error" in args) {
     process.stderr.write(`stubdom-init status: ${args.error}\n${USAGE}`);
@@ -58,7 +58,7 @@ export async function run(argv: string[], connect: () => Promise<XenStore> = ope
   }
   let xs: XenStore;
   try {
-    xs = await connect();
+    xs = await open();
   } catch (e) {
     process.stderr.write(`stubdom-init status: cannot reach xenstore: ${escapeText((e as Error).message)}\n`);
     return 1;

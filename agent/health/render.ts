@@ -50,12 +50,13 @@ function qemuCell(r: StubReport): string {
   });
 }
 
+const MEMORY_KEYS = ["mem_available_kib", "mem_total_kib", "agent_rss_kib", "qemu_rss_kib"] as const;
+
 function memoryCell(r: StubReport): string {
   const f = r.fields;
-  const m = (k: "mem_available_kib" | "mem_total_kib" | "agent_rss_kib" | "qemu_rss_kib") =>
-    f[k]?.state === "invalid" ? "invalid" : mib(ok(f[k]));
-  if (["mem_available_kib", "mem_total_kib", "agent_rss_kib", "qemu_rss_kib"].every((k) => f[k as "mem_total_kib"] === undefined)) return "-";
-  return `${m("mem_available_kib")}/${m("mem_total_kib")} rss ${m("agent_rss_kib")}+${m("qemu_rss_kib")}`;
+  if (MEMORY_KEYS.every((k) => f[k] === undefined)) return "-";
+  const [avail, total, agent, qemu] = MEMORY_KEYS.map((k) => (f[k]?.state === "invalid" ? "invalid" : mib(ok(f[k]))));
+  return `${avail}/${total} rss ${agent}+${qemu}`;
 }
 
 const nicCell = (r: StubReport) =>

@@ -46,12 +46,15 @@ const uint = (min = 0, max = Number.MAX_SAFE_INTEGER) =>
     .transform(Number)
     .pipe(z.number().min(min, `below ${min}`).max(max, `above ${max}`));
 
-// What the writer keeps readable: newlines and tabs in stderr, nothing that steers a terminal.
-// The reader refuses the rest, so escape sequences show up as invalid values, not as effects.
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+/**
+ * Free text may keep newlines and tabs (stderr lines), nothing else that steers a terminal.
+ * The writer replaces the rest; the reader refuses it, so an escape sequence written by
+ * someone else shows up as an invalid value, not as an effect.
+ */
+export const CONTROL_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 const text = z
   .string()
-  .refine((s) => !CONTROL.test(s), "contains control characters")
+  .refine((s) => s.search(CONTROL_CHARS) < 0, "contains control characters")
   .refine((s) => utf8Bytes(s) <= MAX_TEXT_BYTES, `longer than ${MAX_TEXT_BYTES} bytes`);
 
 const json = <T>(schema: z.ZodType<T>) =>
@@ -85,10 +88,9 @@ export const NicSchema = z.strictObject({
 });
 export type NicHealth = z.output<typeof NicSchema>;
 
-const bootPhaseName = z.string().regex(/^[a-z][a-z0-9_]{0,23}$/, "not a phase name");
 export const BOOT_PHASE_NAME = /^[a-z][a-z0-9_]{0,23}$/;
 const BootSchema = z
-  .record(bootPhaseName, count)
+  .record(z.string().regex(BOOT_PHASE_NAME, "not a phase name"), count)
   .refine((r) => Object.keys(r).length <= MAX_BOOT_PHASES, `more than ${MAX_BOOT_PHASES} phases`);
 
 /**

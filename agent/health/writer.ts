@@ -15,6 +15,7 @@ import { XenStoreError, type TxId, type XenStore } from "../xenstore/types.ts";
 import { procMemory, procRssKib, type MemInfo } from "./proc.ts";
 import {
   BOOT_PHASE_NAME,
+  CONTROL_CHARS,
   DEFAULT_INTERVAL_MS,
   HEALTH_VERSION,
   MAX_BOOT_PHASES,
@@ -108,12 +109,10 @@ const defaultEvery = (ms: number, fn: () => void) => {
 };
 
 const encoder = new TextEncoder();
-// Everything but tab and newline that could steer a terminal; the schema refuses them.
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 
 /** The last `maxBytes` bytes of `s` as UTF-8, cut on a character boundary, controls replaced. */
 export function tailUtf8(s: string, maxBytes: number): string {
-  const clean = s.replace(CONTROL, "\uFFFD");
+  const clean = s.replace(CONTROL_CHARS, "\uFFFD");
   const chars = Array.from(clean);
   let bytes = 0;
   let i = chars.length;
@@ -128,7 +127,7 @@ export function tailUtf8(s: string, maxBytes: number): string {
 
 /** The first `maxBytes` bytes of `s` as UTF-8, cut on a character boundary, controls replaced. */
 export function headUtf8(s: string, maxBytes: number): string {
-  const chars = Array.from(s.replace(CONTROL, "\uFFFD"));
+  const chars = Array.from(s.replace(CONTROL_CHARS, "\uFFFD"));
   let bytes = 0;
   let i = 0;
   for (; i < chars.length; i++) {
