@@ -10,7 +10,7 @@
 import { domainPath } from "../xenstore/model.ts";
 import { transaction } from "../xenstore/transaction.ts";
 import type { XenStoreAdmin } from "../xenstore/types.ts";
-import { readString } from "../xenstore/util.ts";
+import { isXsErrno, readString } from "../xenstore/util.ts";
 import type { GuestDescription } from "./guest.ts";
 import { devShutdownKey, type Domids, stubUuid, toolstackWrites } from "./plan.ts";
 
@@ -18,6 +18,8 @@ import { devShutdownKey, type Domids, stubUuid, toolstackWrites } from "./plan.t
 export function createDomains(xs: XenStoreAdmin, g: GuestDescription, ids: Domids): number {
   const writes = toolstackWrites(g, ids);
   transaction(xs, (tx) => {
+    // libxl__domain_make starts from a clean slate for the domain, its vm and libxl dirs.
+    for (const p of domainDirs(g, ids)) rmIfPresent(xs, p, tx);
     for (const w of writes) {
       xs.write(w.path, w.value, tx);
       if (w.perms) xs.setPermissions(w.path, w.perms, tx);
@@ -29,13 +31,26 @@ export function createDomains(xs: XenStoreAdmin, g: GuestDescription, ids: Domid
   return writes.length;
 }
 
-/** Remove what libxl__destroy_domid removes for both domains, then release them. */
-export function destroyDomains(xs: XenStoreAdmin, g: GuestDescription, ids: Domids): void {
-  const paths = [
+/** libxl ignores xs_rm failures here: a directory whose parent is gone is already removed. */
+function rmIfPresent(xs: XenStoreAdmin, path: string, tx: number): void {
+  try {
+    xs.rm(path, tx);
+  } catch (e) {
+    if (!isXsErrno(e, "ENOENT")) throw e;
+  }
+}
+
+function domainDirs(g: GuestDescription, ids: Domids): string[] {
+  return [
     domainPath(ids.guestDomid), domainPath(ids.stubDomid),
     `/vm/${g.uuid}`, `/vm/${stubUuid(g.uuid)}`,
     `/libxl/${ids.guestDomid}`, `/libxl/${ids.stubDomid}`,
   ];
+}
+
+/** Remove what libxl__destroy_domid removes for both domains, then release them. */
+export function destroyDomains(xs: XenStoreAdmin, g: GuestDescription, ids: Domids): void {
+  const paths = domainDirs(g, ids);
   const backendDomids = new Set([0, ...g.nics.map((n) => n.backendDomid)]);
   for (const b of backendDomids) {
     for (const kind of ["vbd", "vif", "console"]) {
@@ -43,7 +58,7 @@ export function destroyDomains(xs: XenStoreAdmin, g: GuestDescription, ids: Domi
     }
   }
   transaction(xs, (tx) => {
-    for (const p of paths) xs.rm(p, tx);
+    for (const p of paths) rmIfPresent(xs, p, tx);
   });
   for (const d of [ids.stubDomid, ids.guestDomid]) {
     try {

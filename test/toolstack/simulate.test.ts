@@ -1,0 +1,146 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openXenStore } from "../../ffi/xenstore.ts";
+import { parseGuest } from "../../agent/toolstack/guest.ts";
+import { createDomains, destroyDomains, waitForRunning, watchShutdownRequests } from "../../agent/toolstack/simulate.ts";
+import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
+import { BUN, ROOT, type ServerProc, startServer } from "../xenstore/harness.ts";
+
+const guestFile = (name: string) => join(ROOT, "test/guests", `${name}.json`);
+const guest = (name: string) => parseGuest(JSON.parse(readFileSync(guestFile(name), "utf8")), name);
+const ids = { guestDomid: 1, stubDomid: 2 };
+
+describe("simulated libxl against the in-memory store", () => {
+  it("waits for device-model/G/state = running by watch and reports the time", async () => {
+    const dom0 = new MemoryXenStore();
+    createDomains(dom0, guest("minimal"), ids);
+    const stub = new MemoryXenStore({ store: dom0.store, domid: 2 });
+    const wait = waitForRunning(dom0, ids, 2000);
+    setTimeout(() => stub.write("device-model/1/state", "starting"), 20);
+    setTimeout(() => stub.write("device-model/1/state", "running"), 60);
+    const r = await wait;
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(r.elapsedMs).toBeGreaterThanOrEqual(50);
+  });
+
+  it("times out like libxl when the device model never reports", async () => {
+    const dom0 = new MemoryXenStore();
+    createDomains(dom0, guest("minimal"), ids);
+    expect(await waitForRunning(dom0, ids, 50)).toEqual({ ok: false, reason: "startup timed out" });
+  });
+
+  it("starts from a clean slate like libxl__domain_make: stale keys of a previous run go", () => {
+    const dom0 = new MemoryXenStore();
+    createDomains(dom0, guest("minimal"), ids);
+    dom0.write("/local/domain/2/device-model/1/state", "running");
+    createDomains(dom0, guest("minimal"), ids);
+    expect(() => dom0.read("/local/domain/2/device-model/1/state")).toThrow(/ENOENT/);
+  });
+
+  it("hears the stub domain's shutdown request and destroys both domains, firing @releaseDomain", async () => {
+    const dom0 = new MemoryXenStore();
+    const g = guest("full");
+    createDomains(dom0, g, ids);
+    const stub = new MemoryXenStore({ store: dom0.store, domid: 2 });
+    const reasons: string[] = [];
+    watchShutdownRequests(dom0, ids, (r) => reasons.push(r));
+    const released: string[] = [];
+    const watcher = new MemoryXenStore({ store: dom0.store });
+    watcher.watch("@releaseDomain", "rel");
+    await watcher.settled();
+    watcher.onWatch((e) => released.push(e.path));
+    stub.write("data/dev-hypervisor/shutdown", "crash\n\x1b[2J");
+    await dom0.settled();
+    expect(reasons).toEqual(["crash\\x0a\\x1b[2J"]);
+    destroyDomains(dom0, g, ids);
+    await watcher.settled();
+    expect(released).toEqual(["@releaseDomain", "@releaseDomain"]);
+    for (const p of ["/local/domain/1", "/local/domain/2", `/vm/${g.uuid}`, "/local/domain/0/backend/vif/2"]) {
+      expect(() => dom0.read(p)).toThrow(/ENOENT/);
+    }
+  });
+});
+
+describe("stubdom-init simulate-toolstack against the wire server", () => {
+  let server: ServerProc;
+  beforeAll(async () => {
+    server = await startServer({ domains: [2] });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const sim = (...args: string[]) =>
+    Bun.spawn([BUN, "agent/main.ts", "simulate-toolstack", "--socket", server.socket, ...args], {
+      cwd: ROOT, stdout: "pipe", stderr: "pipe",
+    });
+
+  it("creates the domains, waits for running, and prints the elapsed time", async () => {
+    const p = sim("--guest", guestFile("demo"), "--exit-when-running");
+    const stubXs = openXenStore({ path: server.domainSocket(2) });
+    try {
+      // The stub domain's side: wait for our target to appear, then report running.
+      for (let i = 0; i < 100; i++) {
+        try {
+          stubXs.read("target");
+          break;
+        } catch {
+          await Bun.sleep(50);
+        }
+      }
+      await Bun.sleep(200);
+      stubXs.write("device-model/1/state", "running");
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      expect(out).toContain("created guest 1 (demo) and stub domain 2 (demo-dm)");
+      expect(out).toContain("stubdom.qemu=/usr/bin/qemu-system-x86_64");
+      const secs = Number(/device model running after ([0-9.]+) s/.exec(out)?.[1]);
+      expect(secs).toBeGreaterThanOrEqual(0.2);
+      expect(code).toBe(0);
+    } finally {
+      stubXs.close();
+    }
+  });
+
+  it("plays the hypervisor: a shutdown request destroys both domains", async () => {
+    const p = sim("--guest", guestFile("demo"));
+    const stubXs = openXenStore({ path: server.domainSocket(2) });
+    try {
+      for (let i = 0; i < 100; i++) {
+        try {
+          stubXs.read("target");
+          break;
+        } catch {
+          await Bun.sleep(50);
+        }
+      }
+      stubXs.write("device-model/1/state", "running");
+      await Bun.sleep(300);
+      stubXs.write("data/dev-hypervisor/shutdown", "crash");
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      expect(out).toContain("hypervisor: shutdown of domain 1 requested: crash");
+      expect(out).toContain("destroyed guest 1 and stub domain 2");
+      expect(code).toBe(0);
+      const dom0 = openXenStore({ path: server.socket });
+      expect(() => dom0.read("/local/domain/2/target")).toThrow(/ENOENT/);
+      dom0.close();
+    } finally {
+      stubXs.close();
+    }
+  });
+
+  it("reports a startup timeout as libxl does and exits non-zero", async () => {
+    const p = sim("--guest", guestFile("minimal"), "--timeout", "1");
+    const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+    expect(out).toContain("startup timed out");
+    expect(out).toContain("device model did not start: -9");
+    expect(code).toBe(1);
+  });
+
+  it("rejects an invalid guest file before touching xenstore", async () => {
+    const p = sim("--guest", join(ROOT, "package.json"));
+    const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+    expect(err).toContain("invalid guest description");
+    expect(code).toBe(2);
+  });
+});
