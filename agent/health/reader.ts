@@ -318,11 +318,12 @@ function assess(r: StubReport, clock: ReaderClock, seen?: Map<number, HeartbeatS
 }
 
 /**
- * When `r` (ok now) would turn stale if nothing changes, in this process's monotonic clock;
- * undefined when it cannot (already not ok, or no usable heartbeat).
+ * When `r` would turn stale if nothing changes, in this process's monotonic clock; undefined
+ * when it cannot (already stale or unreachable, or no usable heartbeat). A report with some
+ * invalid values still has one: a dead writer must show as stale whatever else it wrote.
  */
 export function staleDeadline(r: StubReport, clock: ReaderClock, seen: Map<number, HeartbeatSeen>): number | undefined {
-  if (r.health !== "ok" || r.stubdom === null) return undefined;
+  if (r.health === "stale" || r.health === "unreachable" || r.stubdom === null) return undefined;
   const f = r.fields;
   const interval = f.interval_ms?.state === "ok" ? f.interval_ms.value : DEFAULT_INTERVAL_MS;
   const limit = STALE_INTERVALS * interval;

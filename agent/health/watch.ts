@@ -27,6 +27,11 @@ export interface StatusWatchOptions {
   clock?: ReaderClock;
   /** Events arriving within this many ms are drawn as one frame; default 10. */
   settleMs?: number;
+  /**
+   * At least this many ms between two frames; default 50. A stub domain rewriting its keys in
+   * a loop then costs dom0 at most 1000/minGapMs reads of its report per second.
+   */
+  minGapMs?: number;
 }
 
 export interface StatusWatch {
@@ -37,6 +42,8 @@ export function watchStatus(opts: StatusWatchOptions): StatusWatch {
   const { xs, selection } = opts;
   const clock = opts.clock ?? systemClock;
   const settleMs = opts.settleMs ?? 10;
+  const minGapMs = opts.minGapMs ?? 50;
+  let lastRefresh = -Infinity;
   const token = `stubdom-status-${crypto.randomUUID()}`;
   const seen = new Map<number, HeartbeatSeen>();
   const watched = new Set<string>();
@@ -68,6 +75,7 @@ export function watchStatus(opts: StatusWatchOptions): StatusWatch {
 
   const refresh = () => {
     if (stopped) return;
+    lastRefresh = performance.now();
     let frame: StatusFrame;
     try {
       const r = collectReports(xs, selection, clock, seen);
@@ -85,10 +93,11 @@ export function watchStatus(opts: StatusWatchOptions): StatusWatch {
 
   const unsubscribe = xs.onWatch((ev) => {
     if (ev.token !== token || settle !== undefined || stopped) return;
+    const wait = Math.max(settleMs, lastRefresh + minGapMs - performance.now());
     settle = setTimeout(() => {
       settle = undefined;
       refresh();
-    }, settleMs);
+    }, wait);
   });
   refresh();
 

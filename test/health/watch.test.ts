@@ -125,6 +125,40 @@ describe("status --watch", () => {
     expect((await one).reports[0]?.stubdom).toBe(STUB);
   });
 
+  test("a stub domain rewriting its keys in a loop gets at most one frame per 50 ms", async () => {
+    const { dom0, stub } = libxlLayout();
+    startWriter(stub, 5000);
+    const f = frames();
+    keep(watchStatus({ xs: dom0, selection: { all: false, guests: [GUEST] }, onFrame: f.onFrame }));
+    await Bun.sleep(30);
+    const before = f.list.length;
+    const started = performance.now();
+    let n = 0;
+    const flood = setInterval(() => stub.write(`${healthDir(STUB)}/error`, `flood ${n++}`), 1);
+    await Bun.sleep(500);
+    clearInterval(flood);
+    const elapsed = performance.now() - started;
+    await Bun.sleep(100);
+    const drawn = f.list.length - before;
+    expect(n).toBeGreaterThan(50);
+    expect(drawn).toBeGreaterThan(0);
+    expect(drawn).toBeLessThanOrEqual(Math.ceil(elapsed / 50) + 2);
+    const last = f.list.at(-1)?.reports[0]?.fields.error;
+    expect(last).toEqual({ state: "ok", value: `flood ${n - 1}` }); // the final state is drawn
+  });
+
+  test("a writer with an invalid value but a dead heartbeat still turns stale", async () => {
+    const { dom0, stub } = libxlLayout();
+    const w = startWriter(stub, 100);
+    const f = frames();
+    keep(watchStatus({ xs: dom0, selection: { all: false, guests: [GUEST] }, onFrame: f.onFrame }));
+    await f.next((x) => (x.reports[0]?.fields.heartbeat as { value?: number } | undefined)?.value === 3);
+    w.stop();
+    stub.write(`${healthDir(STUB)}/qmp_status`, "BAD");
+    await f.next((x) => x.reports[0]?.health === "invalid");
+    await f.next((x) => x.reports[0]?.health === "stale");
+  });
+
   test("stop() removes every watch it made", async () => {
     const { dom0, stub } = libxlLayout();
     startWriter(stub, 5000);
