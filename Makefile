@@ -9,6 +9,7 @@ DESTDIR ?=
 APT_PACKAGES := ca-certificates cpio zstd xz-utils squashfs-tools busybox iproute2 iperf3 \
 	qemu-system-x86 qemu-utils xenstore-utils libxenstore4 gcc libc6-dev \
 	kmod binutils
+APT_PACKAGES += libxendevicemodel1 libxenmisc4.17
 
 .PHONY: deps build test run smoke bench install clean typecheck
 

@@ -35,6 +35,7 @@ const symbols = {
   shutdown: { args: [i32, i32], returns: i32 },
   sendmsg: { args: [i32, p, i32], returns: i64 },
   klogctl: { args: [i32, p, i32], returns: i32 },
+  ioctl: { args: [i32, u64, p], returns: i32 },
   syscall: { args: [i64, i64, p, i64], returns: i64 },
 } as const;
 
@@ -269,13 +270,34 @@ export function sendWithFds(sock: number, data: Uint8Array, fds: number[] = []):
 }
 
 const SYS_finit_module = 313;
+/** The kernel decompresses the module itself (.ko.xz/.ko.zst, CONFIG_MODULE_DECOMPRESS). */
+export const MODULE_INIT_COMPRESSED_FILE = 4;
 /** Load a kernel module from an open file. Throws SysError (EEXIST when already loaded). */
-export function finitModule(fd: number, params: string, subject: string): void {
-  check("finit_module", libc().syscall(BigInt(SYS_finit_module), BigInt(fd), cstr(params), 0n), subject);
+export function finitModule(fd: number, params: string, subject: string, flags = 0): void {
+  check("finit_module", libc().syscall(BigInt(SYS_finit_module), BigInt(fd), cstr(params), BigInt(flags)), subject);
 }
 
 const SYSLOG_ACTION_CLEAR = 5;
 /** Empty the kernel ring buffer, so KASLR hints in early messages cannot be read later. */
 export function klogClear(): void {
   check("klogctl", libc().klogctl(SYSLOG_ACTION_CLEAR, null, 0));
+}
+
+const AF_INET = 2, SOCK_DGRAM = 2, SIOCGIFFLAGS = 0x8913, SIOCSIFFLAGS = 0x8914, IFF_UP = 1;
+
+/** `ip link set IF up` through the old ifreq ioctls: no netlink needed for loopback. */
+export function linkUp(ifname: string): void {
+  const name = enc.encode(ifname);
+  if (name.length >= 16) throw new Error(`interface name too long: ${ifname}`);
+  const fd = check("socket", libc().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ifname);
+  try {
+    const ifr = new Uint8Array(40); // struct ifreq: name[16], then ifr_flags (short)
+    ifr.set(name, 0);
+    check("ioctl SIOCGIFFLAGS", libc().ioctl(fd, BigInt(SIOCGIFFLAGS), ifr), ifname);
+    const dv = new DataView(ifr.buffer);
+    dv.setInt16(16, dv.getInt16(16, true) | IFF_UP, true);
+    check("ioctl SIOCSIFFLAGS", libc().ioctl(fd, BigInt(SIOCSIFFLAGS), ifr), ifname);
+  } finally {
+    libc().close(fd);
+  }
 }

@@ -1,9 +1,278 @@
-// Placeholder boot; the supervisor is reachable as PID 1 of a namespace (see cli.ts).
-import { run } from "./cli.ts";
+// PID 1 of the stub domain. Stage 0 has mounted /proc, /sys and devtmpfs and mounted /usr, then
+// exec'd us, so we are PID 1 (a Bun binary cannot start without /proc: bun-as-pid1.md).
+// The boot story, top to bottom:
+//   setup → detect → options → modules → xen → xenstore → config → network → scrub → supervise
+// Until `supervise`, any failure goes to one sink: report (console + health key), power off.
+// After it, PID 1 may not die: the supervisor's loop logs, reports and carries on.
+import { readFileSync } from "node:fs";
+import { release } from "node:os";
+import { finitModule, MODULE_INIT_COMPRESSED_FILE, O, open, close, RB_POWER_OFF, reboot, sync } from "../../ffi/libc.ts";
+import { openXenStore } from "../../ffi/xenstore.ts";
+import { parseCmdline } from "../config/cmdline.ts";
+import { loadConfig } from "../config/load.ts";
+import type { AgentOptions, StubdomConfig } from "../config/types.ts";
+import { createHealthWriter, type HealthWriter } from "../health/writer.ts";
+import { createLogger, stderrSink, uptimeClock, type Logger } from "../log.ts";
+import { createTap, linkNic, openNetlink, startDhcp } from "../net/index.ts";
+import type { XenStore } from "../xenstore/types.ts";
+import { run as runSubcommand } from "./cli.ts";
+import { devHypervisor, xenHypervisor } from "./hypervisor.ts";
+import { loadModules, lockdownMode, stubdomModules } from "./modules.ts";
+import type { Machine, PowerOffReason } from "./platform.ts";
+import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
+import { realSetupSys } from "./setup-sys.ts";
+import { Supervisor } from "./supervisor.ts";
+import { findVirtioPort } from "./virtio.ts";
+import { realSupervisorDeps, supervise } from "./wiring.ts";
+
+const clock = uptimeClock();
+const nowMs = () => clock() * 1000;
+/** PID 1 entry in ms since kernel start: the runtime's own start, before any of our code. */
+const entryMs = nowMs() - performance.now();
+
+/** A boot failure that is the configuration's fault, not the machine's. */
+class ConfigFailure extends Error {
+  override name = "ConfigFailure";
+}
 
 export async function runInit(): Promise<never> {
   const argv = process.argv.slice(2);
-  if (argv[0] === "init") process.exit(await run(argv.slice(1)));
-  process.stdout.write("stubdom-init: PID 1 started\n");
+  // `unshare --pid ... stubdom-init init ...` makes us PID 1 of a test namespace: never boot
+  // a machine there.
+  if (argv[0] === "init") process.exit(await runSubcommand(argv.slice(1)));
+
+  let log = createLogger({ sink: stderrSink, clock });
+  const boot = new BootPhases(log);
+  const machine = pid1Machine(() => log);
+  let health: HealthWriter | undefined;
+  const failBoot = (e: unknown): never => {
+    const reason: PowerOffReason = e instanceof ConfigFailure ? "config" : "fatal";
+    const msg = e instanceof Error ? e.message : String(e);
+    log.error(`boot failed (${reason}): ${msg}`);
+    health?.error(msg);
+    health?.setPhase("failed");
+    health?.flush();
+    machine.sync();
+    machine.powerOff(reason);
+    for (;;) Bun.sleepSync(1 << 30); // powerOff returned: reboot() failed; PID 1 must still not exit
+  };
+  const early = (e: unknown) => failBoot(e);
+  process.on("uncaughtException", early);
+  process.on("unhandledRejection", early);
+
+  let plan;
+  let deps;
+  try {
+    log.info(`stubdom-init: PID 1 entered at ${(entryMs / 1000).toFixed(3)} s since kernel start`);
+    boot.run("setup", () => runSetup(baseSetup("stubdom"), realSetupSys, log));
+    const xen = boot.run("detect", () => detectXen(log));
+    const options = boot.run("options", () => readOptions(log));
+    log = createLogger({ sink: stderrSink, clock, level: options.loglevel });
+    boot.log = log;
+    boot.run("modules", () => loadKernelModules(xen, log));
+    if (xen) boot.run("xen", () => runSetup(xenSetup(), realSetupSys, log));
+    const xs = boot.run("xenstore", () => connectXenStore(options, log));
+    health = startHealth(xs, options, log);
+    for (const [name, at] of boot.times) health.bootPhase(name, at);
+    boot.health = health;
+    health.setPhase("configuring");
+    const config = boot.run("config", () => readConfig(xs, options, log));
+    await boot.runAsync("network", () => setupNetwork(config, log, health!));
+    boot.run("scrub", () => runSetup(scrubSetup, realSetupSys, log));
+    if (options.shell) startDebugShell(log);
+    plan = {
+      binary: options.qemu,
+      dmArgv: config.dmArgv,
+      restoreArgIndex: config.restore?.argIndex ?? null,
+      guestDomid: config.guestDomid,
+      crash: options.crash,
+      runDir: "/tmp",
+      saveConsole: config.consoles.save,
+      qmpTimeoutMs: 20_000,
+      probeMs: options.healthInterval * 1000,
+    };
+    deps = realSupervisorDeps({
+      log,
+      hypervisor: xen ? xenHypervisor : devHypervisor(xs, config.stubDomid),
+      machine,
+      health,
+      consoles: { 1: "/dev/hvc1", 2: "/dev/hvc2" },
+      nowMs,
+      entryMs,
+    });
+    // The relay of dom0's QMP to QEMU's second monitor is not wired yet (see the report).
+  } catch (e) {
+    failBoot(e);
+  }
+  process.off("uncaughtException", early);
+  process.off("unhandledRejection", early);
+  await supervise(new Supervisor(plan!, deps!));
   for (;;) await Bun.sleep(1 << 30);
+}
+
+/** Times of each boot phase in ms since kernel start, for the log and the health report. */
+class BootPhases {
+  readonly times: Array<[string, number]> = [];
+  health: HealthWriter | undefined;
+  constructor(public log: Logger) {}
+
+  run<T>(name: string, fn: () => T): T {
+    const t0 = nowMs();
+    const v = fn();
+    this.done(name, t0);
+    return v;
+  }
+
+  async runAsync<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = nowMs();
+    const v = await fn();
+    this.done(name, t0);
+    return v;
+  }
+
+  private done(name: string, t0: number): void {
+    const at = Math.round(nowMs());
+    this.times.push([name, at]);
+    this.health?.bootPhase(name, at);
+    this.log.info(`== ${name} done at ${at} ms (${Math.round(at - t0)} ms)`);
+  }
+}
+
+function pid1Machine(log: () => Logger): Machine {
+  return {
+    sync,
+    powerOff: (reason) => {
+      log().info(`reboot(RB_POWER_OFF): ${reason}`);
+      try {
+        reboot(RB_POWER_OFF);
+      } catch (e) {
+        log().error(`power off failed: ${(e as Error).message}`);
+      }
+    },
+  };
+}
+
+function detectXen(log: Logger): boolean {
+  let type = "";
+  try {
+    type = readFileSync("/sys/hypervisor/type", "utf8").trim();
+  } catch {
+    type = "";
+  }
+  log.info(type === "xen" ? "running under Xen" : `no Xen (/sys/hypervisor/type: ${type || "absent"}): development implementations`);
+  return type === "xen";
+}
+
+function readOptions(log: Logger): AgentOptions {
+  const { options, errors } = parseCmdline(readFileSync("/proc/cmdline", "utf8"));
+  if (errors.length > 0) {
+    throw new ConfigFailure(`kernel command line: ${errors.map((e) => `${e.key}: ${e.reason}`).join("; ")}`);
+  }
+  log.info(`options: crash=${options.crash} qmp=${options.qmp.kind} xenstore=${options.xenstore.kind} qemu=${options.qemu}`);
+  return options;
+}
+
+function loadKernelModules(xen: boolean, log: Logger): void {
+  const dir = `/usr/lib/modules/${release()}`;
+  const depText = readFileSync(`${dir}/modules.dep`, "utf8");
+  loadModules(dir, depText, stubdomModules(xen), {
+    load: (path, params) => {
+      const fd = open(path, O.RDONLY | O.CLOEXEC);
+      try {
+        finitModule(fd, params, path, /\.ko\.(xz|zst|gz)$/.test(path) ? MODULE_INIT_COMPRESSED_FILE : 0);
+      } finally {
+        close(fd);
+      }
+    },
+    present: (name) => {
+      try {
+        readFileSync(`/sys/module/${name}/uevent`);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  }, log);
+  if (!xen) return;
+  let mode: string | null = null;
+  try {
+    mode = lockdownMode(readFileSync("/sys/kernel/security/lockdown", "utf8"));
+  } catch {
+    mode = null; // no securityfs or no lockdown LSM: nothing can override unrestricted=1
+  }
+  if (mode && mode !== "none") {
+    log.warn(`kernel lockdown is '${mode}': xen-privcmd ignores unrestricted=1, so libxendevicemodel may fail (XSA-482)`);
+  }
+}
+
+function connectXenStore(options: AgentOptions, log: Logger): XenStore {
+  let path: string | undefined;
+  if (options.xenstore.kind === "path") path = options.xenstore.path;
+  if (options.xenstore.kind === "virtio") {
+    const port = findVirtioPort(options.xenstore.name);
+    if (!port) throw new Error(`no virtio-serial port named ${options.xenstore.name} for xenstore`);
+    path = port;
+  }
+  log.info(`xenstore via ${path ?? "the default transport (/dev/xen/xenbus)"}`);
+  return openXenStore(path === undefined ? {} : { path });
+}
+
+function startHealth(xs: XenStore, options: AgentOptions, log: Logger): HealthWriter {
+  const domid = options.domid ?? Number(new TextDecoder().decode(xs.read("domid")));
+  if (!Number.isInteger(domid) || domid <= 0) throw new Error(`cannot tell our own domid (read ${domid})`);
+  const w = createHealthWriter({ xs, domid, log: log.child("health"), clock, intervalMs: options.healthInterval * 1000 });
+  w.start();
+  return w;
+}
+
+function readConfig(xs: XenStore, options: AgentOptions, log: Logger): StubdomConfig {
+  const { result } = loadConfig(xs, options);
+  if (!result.ok) {
+    for (const e of result.errors) log.error(`config: ${e.key}: ${e.reason}`);
+    throw new ConfigFailure(`configuration: ${result.errors.map((e) => `${e.key}: ${e.reason}`).join("; ")}`);
+  }
+  const c = result.config;
+  log.info(`config: stub domain ${c.stubDomid} for guest ${c.guestDomid} (${c.guestName}), ${c.dmArgv.length} QEMU arguments, ${c.nics.length} NIC(s)`);
+  return c;
+}
+
+/** Each NIC: the tap QEMU will open, joined to its netfront. A NIC that fails is reported, not fatal. */
+async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWriter): Promise<void> {
+  if (config.nics.length === 0) return;
+  const nl = openNetlink();
+  for (const nic of config.nics) {
+    try {
+      createTap(nic.ifname);
+      const lease = nic.index === 0 ? config.qubes.net : null;
+      await linkNic(nl, {
+        netfront: nic.netfront.name,
+        tap: nic.ifname,
+        mtu: nic.mtu,
+        ...(nic.allowedSources.length ? { allowedSources: [...nic.allowedSources] } : {}),
+        localDhcp: lease !== null,
+      });
+      log.info(`net: ${nic.netfront.name} <-> ${nic.ifname} (mtu ${nic.mtu})`);
+      if (lease) {
+        startDhcp({
+          tap: nic.ifname,
+          clientMac: nic.guestMac,
+          lease: { clientIp: lease.clientIp, netmask: lease.netmask, gateway: lease.gateway, dns: [...lease.dns] },
+          log: (m) => log.info(m),
+        });
+      }
+    } catch (e) {
+      const msg = `net: ${nic.netfront.name} <-> ${nic.ifname}: ${(e as Error).message}`;
+      log.error(msg);
+      health.error(msg);
+    }
+  }
+}
+
+function startDebugShell(log: Logger): void {
+  log.warn("stubdom.shell=1: debug shell on the console");
+  try {
+    Bun.spawn(["/bin/sh"], { stdio: ["inherit", "inherit", "inherit"] });
+  } catch (e) {
+    log.error(`debug shell: ${(e as Error).message}`);
+  }
 }
