@@ -1,9 +1,10 @@
 // `stubdom-init status [GUEST_DOMID...|--all] [--json] [--watch]`, run in dom0. Exit status:
-// 0 when every stub domain shown is healthy, 1 when one is not (or xenstore is unreachable),
-// 2 for a usage error. libxenstore picks the xenstored connection (XENSTORED_PATH honoured).
+// 0 when every stub domain shown reports fresh, valid keys and is neither crashed nor failed;
+// 1 otherwise (also when none is found or xenstore is unreachable); 2 for a usage error, so a
+// monitoring script can use it as is. libxenstore picks the connection (XENSTORED_PATH).
 import { parseArgs } from "node:util";
 import type { XenStore } from "../xenstore/types.ts";
-import { collectReports, systemClock, type Selection } from "./reader.ts";
+import { collectReports, systemClock, type Selection, type StubReport } from "./reader.ts";
 import { renderJson, renderTable } from "./render.ts";
 import { escapeText } from "./sanitize.ts";
 import { MAX_DOMID } from "./schema.ts";
@@ -40,6 +41,11 @@ export function parseStatusArgs(argv: string[]): StatusArgs | { error: string } 
   return { selection, json: values.json === true, watch: values.watch === true };
 }
 
+function healthy(r: StubReport): boolean {
+  const phase = r.fields.phase;
+  return r.health === "ok" && phase?.state === "ok" && phase.value !== "crashed" && phase.value !== "failed";
+}
+
 export function renderFrame(frame: StatusFrame, json: boolean): string {
   if (json) return renderJson(frame.reports);
   return renderTable(frame.reports) + frame.notes.map((n) => `note: ${n}\n`).join("");
@@ -67,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
     if (!args.watch) {
       const r = collectReports(xs, args.selection, systemClock);
       process.stdout.write(renderFrame({ reports: r.reports, notes: r.notes }, args.json));
-      return r.reports.length > 0 && r.reports.every((x) => x.health === "ok") ? 0 : 1;
+      return r.reports.length > 0 && r.reports.every(healthy) ? 0 : 1;
     }
     // Clear and redraw on a terminal; on a pipe, append frames (one JSON line each with --json).
     const tty = process.stdout.isTTY === true && !args.json;

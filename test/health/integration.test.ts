@@ -118,6 +118,16 @@ describe("health through libxenstore and the wire server", () => {
     expect(await p.exited).toBe(0);
   });
 
+  test("a crashed stub domain exits 1 although its report is healthy", async () => {
+    const w = writer();
+    w.qemuExited({ signal: "SIGKILL", stderr: [] });
+    w.setPhase("crashed");
+    await tick();
+    const out = await status([String(GUEST)]);
+    expect(out.code).toBe(1);
+    expect(out.out).toMatch(new RegExp(`^${STUB} +${GUEST} +ok +crashed `, "m"));
+  });
+
   test("a guest without a stub domain is unreachable, exit status 1", async () => {
     const out = await status(["77"]);
     expect(out.code).toBe(1);
