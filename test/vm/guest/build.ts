@@ -1,0 +1,79 @@
+// Builds the demo guest: a Debian kernel with an e1000 driver and a tiny uncompressed busybox
+// initramfs running ./init. It is a fixture of the development VM, copied into the dev rootfs
+// so that the stub domain's QEMU has a real guest to emulate.
+//
+// Run: bun test/vm/guest/build.ts [OUT_DIR]   (default .cache/demo-guest)
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { cacheDir, debianPackage, resolveMeta } from "../debian.ts";
+
+const here = new URL(".", import.meta.url).pathname;
+
+export interface DemoGuest {
+  kernel: string;
+  initrd: string;
+}
+
+function findFile(root: string, name: string): string {
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) stack.push(p);
+      else if (e.name === name) return p;
+    }
+  }
+  throw new Error(`${name} not found under ${root}`);
+}
+
+function sh(argv: string[], cwd?: string): void {
+  const p = Bun.spawnSync(argv, { cwd, stdout: "inherit", stderr: "inherit" });
+  if (p.exitCode !== 0) throw new Error(`${argv.join(" ")} failed (${p.exitCode})`);
+}
+
+export function buildDemoGuest(outDir = join(cacheDir, "demo-guest")): DemoGuest {
+  const busybox = join(debianPackage("busybox-static"), "bin", "busybox");
+  const kpkg = debianPackage(resolveMeta("linux-image-amd64", "linux-image-"));
+  const vmlinuz = readdirSync(join(kpkg, "boot")).find((f) => f.startsWith("vmlinuz-"));
+  if (!vmlinuz) throw new Error(`no boot/vmlinuz-* in ${kpkg}`);
+  const e1000 = findFile(join(kpkg, "lib", "modules"), "e1000.ko");
+
+  mkdirSync(outDir, { recursive: true });
+  const stage = join(outDir, `stage-${process.pid}`);
+  rmSync(stage, { recursive: true, force: true });
+  for (const d of ["bin", "dev", "lib/modules", "proc", "sys", "tmp"]) mkdirSync(join(stage, d), { recursive: true });
+  copyFileSync(busybox, join(stage, "bin", "busybox"));
+  copyFileSync(join(here, "init"), join(stage, "init"));
+  copyFileSync(join(here, "lease"), join(stage, "bin", "lease"));
+  copyFileSync(e1000, join(stage, "lib", "modules", "e1000.ko"));
+  sh(["chmod", "0755", join(stage, "bin", "busybox"), join(stage, "init"), join(stage, "bin", "lease")]);
+  // The kernel opens /dev/console before devtmpfs exists: without the node /init has no stdout.
+  sh(["mknod", "-m", "0600", join(stage, "dev", "console"), "c", "5", "1"]);
+
+  // Uncompressed on purpose: under TCG nested in TCG every decompressor is slow, and the
+  // archive (~3 MB) is compressed anyway by the squashfs that carries it in the dev rootfs.
+  const initrd = join(outDir, "initrd.cpio");
+  const list = Bun.spawnSync(["sh", "-c", "find . -mindepth 1 | LC_ALL=C sort"], { cwd: stage }).stdout.toString();
+  const cpio = Bun.spawnSync(["cpio", "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"], {
+    cwd: stage,
+    stdin: new TextEncoder().encode(list),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (cpio.exitCode !== 0) throw new Error(`cpio failed: ${cpio.stderr.toString()}`);
+  writeFileSync(`${initrd}.tmp`, cpio.stdout);
+  sh(["mv", `${initrd}.tmp`, initrd]);
+  rmSync(stage, { recursive: true, force: true });
+
+  const kernel = join(outDir, "vmlinuz");
+  if (!existsSync(kernel) || statSync(kernel).size !== statSync(join(kpkg, "boot", vmlinuz)).size) {
+    copyFileSync(join(kpkg, "boot", vmlinuz), kernel);
+  }
+  return { kernel, initrd };
+}
+
+if (import.meta.main) {
+  const g = buildDemoGuest(process.argv[2]);
+  console.log(`demo guest: kernel ${g.kernel} (${statSync(g.kernel).size} B), initrd ${g.initrd} (${statSync(g.initrd).size} B)`);
+}
