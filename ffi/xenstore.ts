@@ -128,29 +128,37 @@ self.onmessage = (e) => {
 class WatchPump {
   private readonly worker: Worker;
   private readonly ctl = new Int32Array(new SharedArrayBuffer(8));
+  private stopped = false;
 
-  constructor(fd: number, private readonly drain: () => void) {
+  /** `drain` returns how many events it took from the library's queue. */
+  constructor(fd: number, private readonly drain: () => number) {
     const url = URL.createObjectURL(new Blob([pollerSource], { type: "application/typescript" }));
     this.worker = new Worker(url);
     this.worker.onmessage = (e: MessageEvent) => {
       // The Worker loads its source asynchronously: the URL may go only once it runs.
       URL.revokeObjectURL(url);
-      if (e.data !== "ready") return;
-      this.drain();
-      this.arm();
+      if (e.data !== "ready" || this.stopped) return;
+      // A readable pipe with nothing to drain should not happen; if it ever does, back off
+      // instead of spinning between the two threads.
+      if (this.drain() > 0) this.arm();
+      else setTimeout(() => this.arm(), 100);
     };
     this.worker.postMessage({ fd, ctl: this.ctl.buffer });
     this.arm();
   }
 
   private arm(): void {
+    if (this.stopped) return;
     Atomics.store(this.ctl, 0, 1);
     Atomics.notify(this.ctl, 0);
   }
 
   stop(): void {
+    this.stopped = true;
     Atomics.store(this.ctl, 1, 1);
-    this.arm();
+    // Wake the Worker from Atomics.wait so that it sees the stop flag and returns.
+    Atomics.store(this.ctl, 0, 1);
+    Atomics.notify(this.ctl, 0);
     this.worker.terminate();
   }
 }
@@ -162,14 +170,20 @@ export interface OpenXenStoreOptions {
    * opened as a byte stream. Default: the library's own choice.
    */
   path?: string;
+  /** A watch listener threw. Default: one line on stderr. */
+  onListenerError?: (error: unknown, event: WatchEvent) => void;
 }
 
 export class FfiXenStore implements XenStoreAdmin {
   private handle: Ptr | null;
   private readonly listeners = new Set<(event: WatchEvent) => void>();
   private pump: WatchPump | undefined;
+  private readonly onListenerError: (error: unknown, event: WatchEvent) => void;
 
   constructor(opts: OpenXenStoreOptions = {}) {
+    this.onListenerError = opts.onListenerError ?? ((error, event) => {
+      process.stderr.write(`xenstore: watch listener failed on ${event.path} (${event.token}): ${String(error)}\n`);
+    });
     const lib = xs();
     this.handle = opts.path === undefined ? lib.xs_open(0) : withEnv("XENSTORED_PATH", opts.path, () => lib.xs_open(0));
     if (this.handle === null) {
@@ -285,21 +299,22 @@ export class FfiXenStore implements XenStoreAdmin {
     return () => void this.listeners.delete(listener);
   }
 
-  private drainWatches(): void {
-    if (this.handle === null) return;
+  private drainWatches(): number {
+    if (this.handle === null) return 0;
     const lib = xs();
+    let n = 0;
     for (;;) {
       const p = lib.xs_check_watch(this.handle);
-      if (p === null) return; // EAGAIN: queue empty (or the connection is gone)
+      if (p === null) return n; // EAGAIN: queue empty (or the connection is gone)
+      n++;
       const [path, token] = takeStrings(p, 2) as [string, string];
       for (const l of [...this.listeners]) {
         try {
           l({ path, token });
         } catch (e) {
-          // One listener's bug must not starve the others or stall the pump.
-          queueMicrotask(() => {
-            throw e;
-          });
+          // One listener's bug must not starve the others or stall the pump, nor become an
+          // uncaught exception in PID 1.
+          this.onListenerError(e, { path, token });
         }
       }
     }

@@ -568,11 +568,6 @@ export class Session {
     const v = this.view(tx);
     const node = this.getNode(v, name, WRITE | OWNER);
     if (this.unprivileged && perms[0]!.domid !== node.perms[0]!.domid) fail("EPERM");
-    const owner = perms[0]!.domid;
-    if (this.unprivileged && owner !== node.perms[0]!.domid &&
-        v.owned(owner) + 1 > this.store.quotas.nodesPerDomain) {
-      fail("ENOSPC");
-    }
     this.putChecked(v, name, { ...node, perms: perms.map((p) => ({ ...p })) }, true);
     // Watchers who could read the node before or after the change hear about it.
     v.emit({ path: name, perms, oldPerms: node.perms, exact: false });

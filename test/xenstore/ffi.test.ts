@@ -94,6 +94,18 @@ describe("FfiXenStore specifics", () => {
     );
   });
 
+  it("reports a throwing listener and still serves the others", async () => {
+    const errors: string[] = [];
+    const xs = track(new FfiXenStore({ path: server.socket, onListenerError: (e, ev) => errors.push(`${ev.path}: ${e}`) }));
+    xs.onWatch(() => {
+      throw new Error("listener bug");
+    });
+    const ev = waitEvents(xs, 1);
+    xs.watch("/ffi/throwing", "t");
+    expect(await ev).toEqual([{ path: "/ffi/throwing", token: "t" }]);
+    expect(errors).toEqual(["/ffi/throwing: Error: listener bug"]);
+  });
+
   it("delivers many events in order without losing any", async () => {
     const xs = track(openXenStore({ path: server.socket }));
     const writer = track(openXenStore({ path: server.socket }));
