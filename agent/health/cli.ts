@@ -28,7 +28,7 @@ export function parseStatusArgs(argv: string[]): StatusArgs | { error: string } 
       strict: true,
     });
   } catch (e) {
-    return { error: (e as Error).message };
+    return { error: escapeText((e as Error).message) };
   }
   const { values, positionals } = parsed;
   const guests: number[] = [];
