@@ -101,12 +101,13 @@ export function findStubdom(xs: XenStore, guest: number): { stubdom: number } | 
  * Every stub domain (a domain with a `target`), in domid order, and the domains looked at
  * (the first MAX_DOMAINS by domid; `truncated` says some were left out).
  */
-export function listStubdoms(xs: XenStore): { targets: Target[]; domains: number[]; truncated: boolean } {
+export function listStubdoms(xs: XenStore): { targets: Target[]; domains: number[]; truncated: boolean; error?: string } {
   let names: string[];
   try {
     names = xs.directory("/local/domain");
-  } catch {
-    return { targets: [], domains: [], truncated: false };
+  } catch (e) {
+    if (e instanceof XenStoreError && e.errno === "ENOENT") return { targets: [], domains: [], truncated: false };
+    return { targets: [], domains: [], truncated: false, error: `cannot list /local/domain: ${escapeText(String((e as Error).message ?? e))}` };
   }
   const all = names
     .map(domidText)
@@ -137,8 +138,9 @@ export function collectReports(
   let reports: StubReport[];
   const notes: string[] = [];
   if (sel.all) {
-    const { targets, domains, truncated } = listStubdoms(xs);
+    const { targets, domains, truncated, error } = listStubdoms(xs);
     if (truncated) notes.push(`only the first ${MAX_DOMAINS} domains were looked at`);
+    if (error) notes.push(error);
     // A new stub domain shows itself by its `target`, which may be written after it is introduced.
     paths.add("@introduceDomain").add("@releaseDomain");
     for (const d of domains) paths.add(`/local/domain/${d}/target`);

@@ -3,6 +3,7 @@ import { collectReports, findStubdom, readReport, type HeartbeatSeen, type Reade
 import { renderJson, renderTable } from "../../agent/health/render.ts";
 import { healthDir } from "../../agent/health/schema.ts";
 import { createHealthWriter } from "../../agent/health/writer.ts";
+import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import { GUEST, libxlLayout, manualTimer, memLogger, STUB, testClock } from "./helpers.ts";
 
 const BASE = healthDir(STUB);
@@ -120,6 +121,17 @@ describe("reader", () => {
     const some = collectReports(t.dom0, { all: false, guests: [GUEST, 9] }, t.reader);
     expect(some.reports.map((r) => r.health)).toEqual(["ok", "unreachable"]);
     expect(renderTable(some.reports)).toMatch(/^\? +9 +unreachable .*\n +unreachable: no stub domain/m);
+  });
+
+  test("--all says why it found nothing when /local/domain cannot be listed", () => {
+    const dom0 = new MemoryXenStore();
+    const guestView = new MemoryXenStore({ store: dom0.store, domid: 3 });
+    dom0.mkdir("/local/domain");
+    dom0.setPermissions("/local/domain", [{ domid: 0, perm: "n" }]);
+    const r = collectReports(guestView, { all: true }, { wallMs: () => 0, monoMs: () => 0 });
+    expect(r.reports).toEqual([]);
+    expect(r.notes).toEqual(["cannot list /local/domain: xenstore directory /local/domain: EACCES"]);
+    expect(collectReports(new MemoryXenStore(), { all: true }, { wallMs: () => 0, monoMs: () => 0 }).notes).toEqual([]);
   });
 
   test("unreachable when the keys are gone", async () => {
