@@ -115,13 +115,15 @@ interface WatchEntry {
 
 interface PendingEvent {
   path: string;
-  /** Permissions of the node when it changed; undefined for @special events. */
-  perms?: readonly XsPermission[];
   /** Rm of a descendant: fires only the watches set exactly on it. */
   exact: boolean;
-  /** For @introduceDomain/@releaseDomain: which domain it is about. */
-  aboutDomid?: number;
-  /** SET_PERMS: the permissions before the change; readers under either set are told. */
+  /**
+   * watch_permitted(): a watcher hears of a node it may read, or whose parent it may read
+   * (captured when the change happens; absent for @special events).
+   */
+  perms?: readonly XsPermission[];
+  parentPerms?: readonly XsPermission[];
+  /** SET_PERMS: the permissions before the change; readers under them are told too. */
   oldPerms?: readonly XsPermission[];
 }
 
@@ -160,6 +162,11 @@ export class Store {
   /** SET_TARGET: domid → the domain whose rights it also has. */
   readonly targets = new Map<number, number>();
   readonly introduced = new Set<number>();
+  /** Who may watch @introduceDomain/@releaseDomain: dom0 only until it says otherwise. */
+  readonly specialPerms = new Map<string, XsPermission[]>([
+    ["@introduceDomain", [{ domid: 0, perm: "n" }]],
+    ["@releaseDomain", [{ domid: 0, perm: "n" }]],
+  ]);
 
   constructor(opts: StoreOptions = {}) {
     this.quotas = { ...defaultQuotas, ...opts.quotas };
@@ -458,7 +465,7 @@ export class Session {
   }
 
   private event(v: View, path: string, perms: readonly XsPermission[], exact = false): void {
-    v.emit({ path, perms, exact });
+    v.emit({ path, perms, parentPerms: v.get(parentOf(path))?.perms, exact });
   }
 
   // ---------------------------------------------------------------- requests
@@ -561,8 +568,10 @@ export class Session {
     if (this.unprivileged && perms.length > this.store.quotas.permsPerNode) fail("ENOSPC");
     const name = this.canonical(path);
     if (name.startsWith("@")) {
-      // Special watch nodes: only dom0 may change who sees their events.
-      if (this.unprivileged) fail("EACCES");
+      // set_perms_special(): who may watch @introduceDomain/@releaseDomain.
+      const current = this.store.specialPerms.get(name) ?? fail("EINVAL");
+      if ((this.permFor(current) & (WRITE | OWNER)) !== (WRITE | OWNER)) fail("EACCES");
+      this.store.specialPerms.set(name, perms.map((p) => ({ ...p })));
       return;
     }
     const v = this.view(tx);
@@ -570,7 +579,7 @@ export class Session {
     if (this.unprivileged && perms[0]!.domid !== node.perms[0]!.domid) fail("EPERM");
     this.putChecked(v, name, { ...node, perms: perms.map((p) => ({ ...p })) }, true);
     // Watchers who could read the node before or after the change hear about it.
-    v.emit({ path: name, perms, oldPerms: node.perms, exact: false });
+    v.emit({ path: name, perms, oldPerms: node.perms, parentPerms: v.get(parentOf(name))?.perms, exact: false });
   }
 
   watch(path: string, token: string): void {
@@ -585,7 +594,8 @@ export class Session {
       if (!isValidPath(canonical)) fail("EINVAL");
     }
     if (this.watches.some((w) => w.path === canonical && w.token === token)) fail("EEXIST");
-    if (this.unprivileged && this.watches.length >= this.store.quotas.watchesPerDomain) fail("E2BIG");
+    // C xenstored 4.17 checks `count > quota` before adding: one more than the quota fits.
+    if (this.unprivileged && this.watches.length > this.store.quotas.watchesPerDomain) fail("E2BIG");
     const w: WatchEntry = { path: canonical, token, relativeTo };
     this.watches.push(w);
     // The event every new watch fires at once, so clients need no special first read.
@@ -609,7 +619,8 @@ export class Session {
   }
 
   transactionStart(): number {
-    if (this.unprivileged && this.transactions.size >= this.store.quotas.transactionsPerDomain) fail("ENOSPC");
+    // Same off-by-one as C xenstored 4.17 (`transaction_started > quota`).
+    if (this.unprivileged && this.transactions.size > this.store.quotas.transactionsPerDomain) fail("ENOSPC");
     const t = new Transaction(this.store.allocTxId());
     this.transactions.set(t.id, t);
     return t.id;
@@ -644,14 +655,14 @@ export class Session {
     this.requirePrivileged();
     if (this.store.introduced.has(domid)) return;
     this.store.introduced.add(domid);
-    this.store.fire([{ path: "@introduceDomain", exact: true, aboutDomid: domid }]);
+    this.store.fire([{ path: "@introduceDomain", exact: true }]);
   }
 
   release(domid: number): void {
     this.requirePrivileged();
     if (!this.store.introduced.delete(domid)) fail("ENOENT");
     this.store.targets.delete(domid);
-    this.store.fire([{ path: "@releaseDomain", exact: true, aboutDomid: domid }]);
+    this.store.fire([{ path: "@releaseDomain", exact: true }]);
   }
 
   isIntroduced(domid: number): boolean {
@@ -680,10 +691,9 @@ export class Session {
   offer(ev: PendingEvent): void {
     if (this.closed || this.watches.length === 0) return;
     if (ev.path.startsWith("@")) {
-      // Special events go to dom0 and to a domain concerned by them (itself or its target).
-      if (this.unprivileged && ev.aboutDomid !== this.caller.domid &&
-          (this.target === undefined || ev.aboutDomid !== this.target)) return;
-    } else if (ev.perms && !this.canRead(ev.perms) && !(ev.oldPerms && this.canRead(ev.oldPerms))) {
+      const perms = this.store.specialPerms.get(ev.path);
+      if (!perms || !this.canRead(perms)) return;
+    } else if (![ev.perms, ev.oldPerms, ev.parentPerms].some((p) => p !== undefined && this.canRead(p))) {
       return;
     }
     for (const w of [...this.watches]) {

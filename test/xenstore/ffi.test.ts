@@ -15,7 +15,7 @@ const track = (x: FfiXenStore) => {
 };
 
 beforeAll(async () => {
-  server = await startServer({ domains: [2, 7, 8, 9, 11, 12] });
+  server = await startServer({ domains: [2, 7, 8, 9, 10, 11, 12, 13, 14] });
 });
 afterEach(() => {
   for (const x of open.splice(0)) x.close();
