@@ -118,13 +118,23 @@ function netmaskReason(text: string): string | null {
   return (inverted & (inverted + 1)) === 0 ? null : `${text} is not a contiguous netmask`;
 }
 
-/** Linux's name for a Xen vbd device number (blkfront's xlvbd naming), or null. */
+/**
+ * The whole disk a vbd device number becomes in the stub domain, or null for partitions and
+ * unknown majors. xen-blkfront (xen_translate_vdev) names every disk xvd<letters>, whatever
+ * the guest called it: xvd* (202), hda/hdb (3), hdc/hdd (22), sd* (8, 65-71), or the extended
+ * form (bit 28).
+ */
 function vbdName(devid: number): string | null {
+  const major = devid >>> 8;
+  const minor = devid & 0xff;
   let disk: number;
-  if (devid >= 1 << 28) disk = (devid >> 8) & 0xfffff;
-  else if (devid >> 8 === 202) disk = (devid >> 4) & 0xf;
+  let part: number;
+  if (devid >= 1 << 28) [disk, part] = [(devid >>> 8) & 0xfffff, minor];
+  else if (major === 202 || major === 8) [disk, part] = [minor >> 4, minor & 15];
+  else if (major === 3 || major === 22) [disk, part] = [(minor >> 6) + (major === 22 ? 2 : 0), minor & 63];
+  else if (major >= 65 && major <= 71) [disk, part] = [(minor >> 4) + (major - 64) * 16, minor & 15];
   else return null;
-  if ((devid >= 1 << 28 ? devid & 0xff : devid & 0xf) !== 0) return null; // a partition
+  if (part !== 0) return null;
   let letters = "";
   for (let d = disk + 1; d > 0; d = Math.floor((d - 1) / 26)) letters = String.fromCharCode(97 + ((d - 1) % 26)) + letters;
   return `/dev/xvd${letters}`;

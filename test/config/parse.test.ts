@@ -65,6 +65,17 @@ describe("parseConfig", () => {
     ]);
   });
 
+  test.each([
+    ["IDE hda and hdc", [3 << 8, 22 << 8], [true, true]],
+    ["SCSI sda, sdc", [8 << 8, (8 << 8) | 32], [true, true]],
+    ["IDE hdb (second unit of major 3) is xvdb, not xvdc", [(3 << 8) | 64], [false, false]],
+    ["partitions are not disks", [(202 << 8) | 1, (22 << 8) | 1], [false, false]],
+  ])("vbd numbers as blkfront names them: %s", (_, vbds, attached) => {
+    const f = baseFixture();
+    f.vbds = vbds;
+    expect(ok(parse(f)).disks.map((d) => d.attached)).toEqual(attached);
+  });
+
   test("a custom tap name falls back to the netdev id for the vif number", () => {
     const c = ok(withArgs((a) => (a[a.indexOf("-netdev") + 1] = "tap,id=net0,ifname=win10-emu,script=no")));
     expect(c.nics.map((n) => [n.index, n.ifname, n.netfront.name])).toEqual([[0, "win10-emu", "eth0"]]);
