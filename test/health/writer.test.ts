@@ -225,7 +225,20 @@ describe("health writer", () => {
     expect(t.read("heartbeat")).toBe("1");
     expect(t.has("mem_total_kib")).toBe(false);
     expect(t.read("agent_rss_kib")).toBe("31000");
-    expect(t.lines.some((l) => l.includes("no /proc"))).toBe(true);
+    t.timer.fire();
+    t.timer.fire();
+    expect(t.read("heartbeat")).toBe("3");
+    // Once per kind of failure, not once per heartbeat.
+    expect(t.lines.filter((l) => l.includes("no /proc"))).toHaveLength(1);
+    expect(t.lines.filter((l) => l.includes("netlink down"))).toHaveLength(1);
+  });
+
+  test("a malformed NIC entry from the source is left out and logged, the others are written", () => {
+    const t = setup({ sources: sources({ nics: () => [nic(0, { name: "x".repeat(5000) }), nic(1), nic(2, { rx_bytes: -1 })] }) });
+    t.w.start();
+    expect(t.dom0.directory(`${BASE}/nic`)).toEqual(["0"]);
+    expect(JSON.parse(t.read("nic/0"))).toEqual(nic(1));
+    expect(t.lines.filter((l) => l.includes("NIC"))).toHaveLength(2);
   });
 
   test("keys of a previous writer are removed; NICs that disappear are removed", () => {
