@@ -1,0 +1,135 @@
+/*
+ * stage0: the stub domain's /init, run by the kernel before anything else.
+ *
+ * Why it exists: the agent is a compiled Bun binary, and such a binary aborts at start-up
+ * when /proc is not mounted (glibc's pthread_getattr_np reads /proc/self/maps for the main
+ * thread's stack). As /init that abort is a kernel panic. Something must mount /proc, /sys
+ * and devtmpfs first and then execve the agent, so that the agent is still PID 1.
+ *
+ * It also exists for memory: the agent binary (~110 MB), QEMU and the libraries are kept in a
+ * compressed squashfs image (/usr.squashfs) inside the initramfs rather than unpacked into it,
+ * because a stub domain has 128 MiB. Mounting that image needs the `loop` and `squashfs`
+ * modules (modules in Debian's 6.1 kernels), which are loaded here with finit_module from the
+ * list in /stage0/modules.
+ *
+ * Why C and not a busybox script: no shell, no busybox and no dynamic loader are needed before
+ * /usr is mounted (all of glibc lives there), each failure can name its step and errno
+ * exactly, and the whole stage is one static file of a few hundred KiB.
+ *
+ * A failure prints the step and errno on the console and powers the domain off: returning or
+ * exiting from PID 1 would panic the kernel instead of stopping cleanly.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SQUASHFS_IMAGE "/usr.squashfs"
+#define MODULE_LIST "/stage0/modules"
+#define AGENT "/usr/bin/stubdom-init"
+
+static void say(const char *a, const char *b, const char *c)
+{
+	char line[512];
+	int n = snprintf(line, sizeof line, "stage0: %s%s%s\n", a, b, c);
+	if (n > 0)
+		(void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static void fail(const char *step, const char *subject)
+{
+	int e = errno;
+	char detail[160];
+	snprintf(detail, sizeof detail, ": %s (errno %d, %s)", strerrorname_np(e) ? strerrorname_np(e) : "?", e,
+		 strerror(e));
+	say(step, subject, detail);
+	say("powering off", "", "");
+	sync();
+	reboot(RB_POWER_OFF);
+	/* reboot only returns on failure; PID 1 must never exit, so wait for the end. */
+	for (;;)
+		pause();
+}
+
+static void mount_fs(const char *src, const char *target, const char *type, unsigned long flags)
+{
+	if (mkdir(target, 0755) != 0 && errno != EEXIST)
+		fail("mkdir ", target);
+	if (mount(src, target, type, flags, NULL) != 0)
+		fail("mount ", target);
+}
+
+static void load_modules(void)
+{
+	char list[4096];
+	int fd = open(MODULE_LIST, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("open ", MODULE_LIST);
+	ssize_t n = read(fd, list, sizeof list - 1);
+	if (n < 0)
+		fail("read ", MODULE_LIST);
+	close(fd);
+	list[n] = '\0';
+	for (char *save = NULL, *path = strtok_r(list, "\n", &save); path; path = strtok_r(NULL, "\n", &save)) {
+		int mfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (mfd < 0)
+			fail("open module ", path);
+		/* EEXIST: already loaded or built in, which is what we wanted. */
+		if (syscall(SYS_finit_module, mfd, "", 0) != 0 && errno != EEXIST)
+			fail("finit_module ", path);
+		close(mfd);
+	}
+}
+
+static void mount_usr(void)
+{
+	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		fail("open ", "/dev/loop-control");
+	int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+	if (nr < 0)
+		fail("ioctl LOOP_CTL_GET_FREE ", "/dev/loop-control");
+	close(ctl);
+	char dev[32];
+	snprintf(dev, sizeof dev, "/dev/loop%d", nr);
+	int loop = open(dev, O_RDONLY | O_CLOEXEC);
+	if (loop < 0)
+		fail("open ", dev);
+	int img = open(SQUASHFS_IMAGE, O_RDONLY | O_CLOEXEC);
+	if (img < 0)
+		fail("open ", SQUASHFS_IMAGE);
+	/* A read-only backing fd makes the loop device read-only. */
+	if (ioctl(loop, LOOP_SET_FD, img) != 0)
+		fail("ioctl LOOP_SET_FD ", dev);
+	close(img);
+	if (mount(dev, "/usr", "squashfs", MS_RDONLY | MS_NODEV, NULL) != 0)
+		fail("mount squashfs on ", "/usr");
+	close(loop);
+}
+
+int main(int argc, char **argv, char **envp)
+{
+	(void)argc;
+	if (getpid() != 1) {
+		say("must run as PID 1 (the kernel's /init)", "", "");
+		return 1;
+	}
+	/* The kernel opened /dev/console from the cpio's node; devtmpfs replaces /dev after that. */
+	mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC);
+	mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+	mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+	load_modules();
+	mount_usr();
+	argv[0] = (char *)"stubdom-init";
+	execve(AGENT, argv, envp);
+	fail("execve ", AGENT);
+	return 1;
+}
