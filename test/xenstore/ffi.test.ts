@@ -48,8 +48,8 @@ describe("FfiXenStore specifics", () => {
     const waited = performance.now() - started;
     expect(got).toEqual({ path: "/ffi/timer", token: "t" });
     expect(waited).toBeGreaterThanOrEqual(390);
-    // 10 ms timers over ~400 ms: a blocked loop would show 0 or 1.
-    expect(ticks).toBeGreaterThanOrEqual(15);
+    // 10 ms timers over ~400 ms: a blocked loop would show 0 or 1; leave room for a busy CI.
+    expect(ticks).toBeGreaterThanOrEqual(10);
   });
 
   it("round-trips binary values, empty values and permissions", () => {
