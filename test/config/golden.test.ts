@@ -3,9 +3,7 @@ import { describe, expect, test } from "vitest";
 import { parseCmdline } from "../../agent/config/cmdline.ts";
 import { parseConfig } from "../../agent/config/parse.ts";
 import { valueBytes } from "../../agent/config/read.ts";
-import { cases, fixtureFor } from "./cases.ts";
-import { snapshotOf } from "./fixture.ts";
-import { GOLDEN_DIR, type Golden } from "./golden.ts";
+import { GOLDEN_DIR, goldenNames, snapshotFor, type Golden } from "./golden.ts";
 
 const files = readdirSync(GOLDEN_DIR).filter((f) => f.endsWith(".json")).sort();
 const load = (file: string) => JSON.parse(readFileSync(`${GOLDEN_DIR}${file}`, "utf8")) as Golden;
@@ -15,8 +13,8 @@ function deeplyFrozen(v: unknown): boolean {
   return Object.isFrozen(v) && Object.values(v).every(deeplyFrozen);
 }
 
-test("one golden file per case, and no stray ones", () => {
-  expect(files).toEqual(Object.keys(cases).map((n) => `${n}.json`).sort());
+test("one golden file per case and per simulator guest, and no stray ones", () => {
+  expect(files).toEqual(goldenNames().map((n) => `${n}.json`).sort());
 });
 
 describe.each(files)("golden %s", (file) => {
@@ -31,11 +29,17 @@ describe.each(files)("golden %s", (file) => {
   });
 
   test("the reader, on the case's xenstore, produces the committed snapshot", () => {
-    expect(snapshotOf(fixtureFor(name))).toEqual(golden.snapshot);
+    expect(snapshotFor(name)).toEqual(golden.snapshot);
   });
 });
 
 describe("golden contents that matter", () => {
+  test("every simulator guest is a golden file that parses", () => {
+    const guests = files.filter((f) => f.startsWith("guest-"));
+    expect(guests.length).toBeGreaterThanOrEqual(3);
+    for (const f of guests) expect(load(f).expected.ok, f).toBe(true);
+  });
+
   test("1,500 arguments come out in numeric order although the server listed them reversed", () => {
     const g = load("args-1500.json");
     const dir = Object.entries(g.snapshot.dirs).find(([k]) => k.endsWith("/dm-argv"))!;
