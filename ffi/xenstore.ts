@@ -178,6 +178,8 @@ export class FfiXenStore implements XenStoreAdmin {
   private handle: Ptr | null;
   private readonly listeners = new Set<(event: WatchEvent) => void>();
   private pump: WatchPump | undefined;
+  private readonly watches = new Map<string, [string, string]>();
+  private readonly openTransactions = new Set<TxId>();
   private readonly onListenerError: (error: unknown, event: WatchEvent) => void;
 
   constructor(opts: OpenXenStoreOptions = {}) {
@@ -269,11 +271,15 @@ export class FfiXenStore implements XenStoreAdmin {
   transactionStart(): TxId {
     const t = xs().xs_transaction_start(this.h("transaction_start", ""));
     if (t === 0) this.fail("transaction_start", "");
+    this.openTransactions.add(t);
     return t;
   }
 
   transactionEnd(tx: TxId, abort: boolean): boolean {
-    if (xs().xs_transaction_end(this.h("transaction_end", ""), tx, abort)) return true;
+    const h = this.h("transaction_end", "");
+    // Whatever the outcome, the server has forgotten the transaction.
+    this.openTransactions.delete(tx);
+    if (xs().xs_transaction_end(h, tx, abort)) return true;
     const e = errno();
     if (errnoName(e) === "EAGAIN") return false;
     throw new XenStoreError(errnoName(e), "transaction_end", "");
@@ -282,6 +288,7 @@ export class FfiXenStore implements XenStoreAdmin {
   watch(path: string, token: string): void {
     const h = this.h("watch", path);
     if (!xs().xs_watch(h, cstr(path), cstr(token))) this.fail("watch", path);
+    this.watches.set(`${path}\0${token}`, [path, token]);
     if (!this.pump) {
       // Only valid after the first xs_watch: the pipe the library thread signals through.
       const fd = xs().xs_fileno(h);
@@ -292,6 +299,7 @@ export class FfiXenStore implements XenStoreAdmin {
 
   unwatch(path: string, token: string): void {
     if (!xs().xs_unwatch(this.h("unwatch", path), cstr(path), cstr(token))) this.fail("unwatch", path);
+    this.watches.delete(`${path}\0${token}`);
   }
 
   onWatch(listener: (event: WatchEvent) => void): () => void {
@@ -335,6 +343,13 @@ export class FfiXenStore implements XenStoreAdmin {
 
   close(): void {
     if (this.handle === null) return;
+    // The kernel's xenbus device forgets a closing file's watches and transactions; a byte
+    // stream (virtio-serial in the development VM) outlives our handle, so say it ourselves.
+    const lib = xs();
+    for (const [path, token] of this.watches.values()) lib.xs_unwatch(this.handle, cstr(path), cstr(token));
+    for (const t of this.openTransactions) lib.xs_transaction_end(this.handle, t, true);
+    this.watches.clear();
+    this.openTransactions.clear();
     this.pump?.stop();
     this.pump = undefined;
     xs().xs_close(this.handle);

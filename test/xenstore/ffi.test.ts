@@ -106,6 +106,24 @@ describe("FfiXenStore specifics", () => {
     expect(errors).toEqual(["/ffi/throwing: Error: listener bug"]);
   });
 
+  it("unwatches and aborts what it left open before closing, as the xenbus device does", async () => {
+    const traced = await startServer({ extra: ["--trace"] });
+    try {
+      const xs = openXenStore({ path: traced.socket });
+      xs.watch("/ffi/left", "open");
+      xs.transactionStart();
+      const done = xs.transactionStart();
+      xs.transactionEnd(done, true);
+      xs.close();
+      await Bun.sleep(200);
+      const log = traced.stderr();
+      expect(log).toMatch(/IN  \d+ UNWATCH req=\d+ tx=0 \(\/ffi\/left open \)/);
+      expect(log.match(/IN  \d+ TRANSACTION_END/g)).toHaveLength(2);
+    } finally {
+      await traced.stop();
+    }
+  });
+
   it("delivers many events in order without losing any", async () => {
     const xs = track(openXenStore({ path: server.socket }));
     const writer = track(openXenStore({ path: server.socket }));
