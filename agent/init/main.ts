@@ -21,8 +21,12 @@ import { loadModules, lockdownMode, stubdomModules } from "./modules.ts";
 import type { Machine, PowerOffReason } from "./platform.ts";
 import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
 import { realSetupSys } from "./setup-sys.ts";
-import { Supervisor } from "./supervisor.ts";
+import { MONITORS, Supervisor, type QemuPlan, type SupervisorDeps } from "./supervisor.ts";
 import { findVirtioPort } from "./virtio.ts";
+import { vchanServer } from "../../ffi/vchan.ts";
+import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
+import { runQmpRelay, type RelayChannel } from "../qemu/relay.ts";
+import { unixTransport } from "../qemu/unix-transport.ts";
 import { realSupervisorDeps, supervise } from "./wiring.ts";
 
 const clock = uptimeClock();
@@ -60,8 +64,9 @@ export async function runInit(): Promise<never> {
   process.on("uncaughtException", early);
   process.on("unhandledRejection", early);
 
-  let plan;
-  let deps;
+  let plan: QemuPlan | undefined;
+  let deps: SupervisorDeps | undefined;
+  let relay: (() => void) | undefined;
   try {
     log.info(`stubdom-init: PID 1 entered at ${(entryMs / 1000).toFixed(3)} s since kernel start`);
     boot.run("setup", () => runSetup(baseSetup("stubdom"), realSetupSys, log));
@@ -100,13 +105,17 @@ export async function runInit(): Promise<never> {
       nowMs,
       entryMs,
     });
-    // The relay of dom0's QMP to QEMU's second monitor is not wired yet (see the report).
+    const monitor = `${plan.runDir}/${MONITORS.relay}.sock`;
+    relay = () => startQmpRelay(options, config, log, monitor);
   } catch (e) {
     failBoot(e);
   }
   process.off("uncaughtException", early);
   process.off("unhandledRejection", early);
-  await supervise(new Supervisor(plan!, deps!));
+  const sup = new Supervisor(plan!, deps!);
+  // Queued before the loop's first event is handled; QEMU's relay monitor is bound by then.
+  queueMicrotask(() => relay?.());
+  await supervise(sup);
   for (;;) await Bun.sleep(1 << 30);
 }
 
@@ -266,6 +275,29 @@ async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWr
       health.error(msg);
     }
   }
+}
+
+/**
+ * dom0's QMP: libxl's vchan-socket-proxy connects to a vchan server at
+ * device-model/<G>/qmp-vchan with peer domid 0 (protocol §6); the development VM uses a
+ * virtio-serial port named on the kernel command line instead.
+ */
+function startQmpRelay(options: AgentOptions, config: StubdomConfig, log: Logger, monitor: string): void {
+  let channel: RelayChannel;
+  if (options.qmp.kind === "virtio") {
+    const port = findVirtioPort(options.qmp.name);
+    if (!port) {
+      log.error(`QMP relay: no virtio-serial port named ${options.qmp.name}`);
+      return;
+    }
+    channel = virtioChannel(port);
+    log.info(`QMP relay: dom0 clients via ${port}`);
+  } else {
+    const path = `/local/domain/${config.stubDomid}/device-model/${config.guestDomid}/qmp-vchan`;
+    channel = vchanChannel(() => vchanServer(0, path));
+    log.info(`QMP relay: dom0 clients via vchan ${path}`);
+  }
+  void runQmpRelay({ channel, connectQemu: () => unixTransport(monitor), log: log.child("qmp-relay") });
 }
 
 function startDebugShell(log: Logger): void {

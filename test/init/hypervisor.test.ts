@@ -29,3 +29,10 @@ test("virtio-serial ports are found by their sysfs name", () => {
   expect(findVirtioPort("nope", dir)).toBeNull();
   expect(findVirtioPort("qmp", `${dir}/absent`)).toBeNull();
 });
+
+test("the vchan binding loads the real libxenvchan, whose server init fails cleanly without Xen", async () => {
+  const { vchanServer } = await import("../../ffi/vchan.ts");
+  expect(() => vchanServer(0, "/local/domain/1/device-model/2/qmp-vchan")).toThrow(
+    /libxenvchan_server_init \/local\/domain\/1\/device-model\/2\/qmp-vchan: (ENOENT|EACCES|errno)/,
+  );
+});

@@ -1,0 +1,59 @@
+// The QMP relay toward dom0: bytes between a channel (libxenvchan under Xen, a virtio-serial
+// port in the development VM) and a QEMU monitor reserved for it. One client at a time; each
+// client gets its own fresh connection to the monitor, so a client that reconnects gets a
+// fresh greeting (the race Qubes' "reconnect marker" works around).
+import type { Logger } from "../log.ts";
+import type { QmpTransport } from "./qmp.ts";
+
+export interface RelaySession {
+  /** Bytes from the client; ends when the client leaves. */
+  chunks(): AsyncIterable<Uint8Array>;
+  write(data: Uint8Array): void;
+  close(): void;
+}
+
+export interface RelayChannel {
+  /** The next client; resolves once one is there. */
+  accept(): Promise<RelaySession>;
+}
+
+export interface RelayOptions {
+  channel: RelayChannel;
+  /** A new connection to QEMU's relay monitor. */
+  connectQemu(): QmpTransport;
+  log: Logger;
+  /** Stop after this many sessions (tests); default forever. */
+  sessions?: number;
+  /** Pause after a failed session, so a broken channel cannot spin. */
+  retryMs?: number;
+}
+
+/** Serves clients one after the other. Never throws: a failed session is logged. */
+export async function runQmpRelay(o: RelayOptions): Promise<void> {
+  for (let n = 0; o.sessions === undefined || n < o.sessions; n++) {
+    let session: RelaySession | undefined;
+    let qemu: QmpTransport | undefined;
+    try {
+      session = await o.channel.accept();
+      qemu = o.connectQemu();
+      o.log.info(`QMP relay: client ${n + 1} connected`);
+      const q = qemu;
+      const s = session;
+      const toClient = (async () => {
+        for await (const chunk of q.chunks()) s.write(chunk);
+      })();
+      const toQemu = (async () => {
+        for await (const chunk of s.chunks()) q.send(chunk);
+      })();
+      // Whichever side ends first ends the session; the other is closed below.
+      await Promise.race([toClient, toQemu]);
+      o.log.info(`QMP relay: client ${n + 1} done`);
+    } catch (e) {
+      o.log.warn(`QMP relay: ${(e as Error).message}`);
+      await Bun.sleep(o.retryMs ?? 1000);
+    } finally {
+      qemu?.close();
+      session?.close();
+    }
+  }
+}
