@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { BUN, ROOT, sh, startServer, type ServerProc } from "../xenstore/harness.ts";
 import { fixtureFor } from "./cases.ts";
 import { storeOf } from "./fixture.ts";
-import { goldenFor } from "./golden.ts";
+import { GUESTS_DIR, goldenFor, SIMULATOR_IDS } from "./golden.ts";
 
 // The 1,500- and 4,097-argument cases, byte-exact and invalid UTF-8 values, and the hostile ones
 // whose reads stop early: the cases where a wire or library detail could change the snapshot.
@@ -40,5 +40,45 @@ describe.each(CASES)("config %s against the real server and libxenstore", (name)
       ? { ...golden.expected, config: { ...golden.expected.config, options: { ...golden.expected.config.options, domid: 4 } } }
       : golden.expected;
     expect(JSON.parse(json.out)).toEqual(expected);
+  });
+});
+
+// End to end as in a stub domain: the simulator (libxl's writes, permissions, introduce and
+// set_target) fills the real server; `config` then connects as domain S, unprivileged, without
+// --domid, so it reads its own domid relative to its home like the init does under Xen.
+describe.each(["full", "qubes", "restore"])("config for simulator guest %s as the stub domain", (guest) => {
+  let server: ServerProc;
+  let sim: ReturnType<typeof Bun.spawn> | undefined;
+  beforeAll(async () => {
+    server = await startServer({ domains: [SIMULATOR_IDS.stubDomid] });
+    sim = Bun.spawn(
+      [BUN, join(ROOT, "agent/main.ts"), "simulate-toolstack", "--socket", server.socket, "--guest", join(GUESTS_DIR, `${guest}.json`),
+        "--guest-domid", String(SIMULATOR_IDS.guestDomid), "--stub-domid", String(SIMULATOR_IDS.stubDomid), "--timeout", "60"],
+      { cwd: ROOT, stdout: "pipe", stderr: "inherit" },
+    );
+    const reader = (sim.stdout as ReadableStream<Uint8Array>).getReader();
+    let out = "";
+    while (!out.includes("created guest")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`simulate-toolstack ended early: ${out}`);
+      out += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+  });
+  afterAll(async () => {
+    sim?.kill("SIGKILL");
+    await sim?.exited;
+    await server?.stop();
+  });
+
+  test("the snapshot and result equal the golden ones", async () => {
+    const golden = goldenFor(`guest-${guest}`);
+    const socket = server.domainSocket(SIMULATOR_IDS.stubDomid);
+    const snap = await sh([BUN, join(ROOT, "agent/main.ts"), "config", "--snapshot"], socket);
+    expect(snap.err).toBe("");
+    expect(JSON.parse(snap.out)).toEqual(golden.snapshot);
+    const json = await sh([BUN, join(ROOT, "agent/main.ts"), "config", "--json"], socket);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.out)).toEqual(golden.expected);
   });
 });
