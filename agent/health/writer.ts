@@ -36,8 +36,12 @@ export interface HealthSources {
   memory(): MemInfo | undefined;
   agentRssKib(): number | undefined;
   qemuRssKib(pid: number): number | undefined;
-  /** Link state and counters per NIC pair (netlink), at most MAX_NICS are reported. */
-  nics(): NicHealth[];
+  /**
+   * Link state and counters per NIC pair, at most MAX_NICS reported. Netlink answers
+   * asynchronously, so a promise is accepted; one that takes longer than a second (or half
+   * the interval) is not waited for: that heartbeat keeps the previous counters.
+   */
+  nics(): NicHealth[] | Promise<NicHealth[]>;
 }
 
 export const procSources: HealthSources = {
@@ -98,7 +102,7 @@ export interface HealthWriter {
   error(message: string): void;
   /** Write now; false when the write failed (it is retried at the next heartbeat). */
   flush(): boolean;
-  /** Stop the heartbeat after a last write. Later phase/QEMU events are still written at once. */
+  /** Stop the heartbeat after a last write (synchronous). Later phase/QEMU events are still written at once. */
   stop(): void;
   stats(): HealthWriterStats;
 }
@@ -150,6 +154,7 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
   const sources: HealthSources = { ...procSources, ...opts.sources };
   const intervalMs = Math.min(MAX_INTERVAL_MS, Math.max(MIN_INTERVAL_MS, Math.round(opts.intervalMs ?? DEFAULT_INTERVAL_MS)));
   const nowMs = () => Math.max(0, Math.round(opts.clock() * 1000));
+  const nicTimeoutMs = Math.min(1000, intervalMs / 2);
 
   const rec: HealthRecord = {
     schema: HEALTH_VERSION,
@@ -200,15 +205,43 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
     const pid = rec.qemu_pid;
     const qrss = qemuAlive && pid !== undefined ? sample("QEMU RSS", () => sources.qemuRssKib(pid)) : undefined;
     rec.qemu_rss_kib = isCount(qrss) ? qrss : undefined;
-    const nics = sample("NIC counters", sources.nics);
-    if (nics) {
-      // The reader would refuse a malformed entry anyway; refusing it here says which source erred.
-      rec.nics = nics.slice(0, MAX_NICS).filter((n, i) => {
-        const r = NicSchema.safeParse(n);
-        if (!r.success) problem(`health: NIC ${i}`, new Error(r.error.issues[0]?.message ?? "invalid"));
-        return r.success;
-      });
+  };
+
+  const setNics = (nics: NicHealth[]) => {
+    // The reader would refuse a malformed entry anyway; refusing it here says which source erred.
+    rec.nics = nics.slice(0, MAX_NICS).filter((n, i) => {
+      const r = NicSchema.safeParse(n);
+      if (!r.success) problem(`health: NIC ${i}`, new Error(r.error.issues[0]?.message ?? "invalid"));
+      return r.success;
+    });
+  };
+
+  /** Sample everything and write: at once, or when the NIC source's promise settles or times out. */
+  const beat = () => {
+    takeSamples();
+    const got = sample("NIC counters", sources.nics);
+    if (!(got instanceof Promise)) {
+      if (got) setNics(got);
+      flush();
+      return;
     }
+    let done = false;
+    const finish = (nics?: NicHealth[]) =>
+      guard("heartbeat", () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (nics) setNics(nics);
+        flush();
+      });
+    const timer = setTimeout(() => {
+      problem("health: reading NIC counters", new Error(`no answer within ${nicTimeoutMs} ms`));
+      finish();
+    }, nicTimeoutMs);
+    got.then(finish, (e) => {
+      problem("health: reading NIC counters", e);
+      finish();
+    });
   };
 
   const rmQuiet = (path: string, tx: TxId) => {
@@ -272,14 +305,8 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
     start() {
       guard("start", () => {
         if (stopTimer) return;
-        takeSamples();
-        flush();
-        stopTimer = every(intervalMs, () =>
-          guard("heartbeat", () => {
-            takeSamples();
-            flush();
-          }),
-        );
+        beat();
+        stopTimer = every(intervalMs, () => guard("heartbeat", beat));
       });
     },
     setPhase(phase) {
@@ -351,6 +378,7 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
       guard("stop", () => {
         stopTimer?.();
         stopTimer = undefined;
+        // A last report must not wait for netlink: PID 1 may be about to power off.
         takeSamples();
         flush();
       });

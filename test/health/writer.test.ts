@@ -241,6 +241,27 @@ describe("health writer", () => {
     expect(t.lines.filter((l) => l.includes("NIC"))).toHaveLength(2);
   });
 
+  test("NIC counters from an asynchronous source go into the same heartbeat; a source that hangs is not waited for", async () => {
+    let answer: (n: NicHealth[]) => void = () => {};
+    let hang = false;
+    const t = setup({
+      intervalMs: 100,
+      sources: sources({ nics: () => (hang ? new Promise<NicHealth[]>(() => {}) : new Promise<NicHealth[]>((r) => (answer = r))) }),
+    });
+    t.w.start();
+    expect(t.w.stats().transactions).toBe(0); // waiting for netlink
+    answer([nic(0)]);
+    await t.tick();
+    expect(t.w.stats().transactions).toBe(1);
+    expect(JSON.parse(t.read("nic/0"))).toEqual(nic(0));
+    hang = true;
+    t.timer.fire();
+    await Bun.sleep(80); // past min(1 s, interval / 2)
+    expect(t.w.stats().transactions).toBe(2);
+    expect(JSON.parse(t.read("nic/0"))).toEqual(nic(0)); // the previous counters
+    expect(t.lines.filter((l) => l.includes("no answer within 50 ms"))).toHaveLength(1);
+  });
+
   test("keys of a previous writer are removed; NICs that disappear are removed", () => {
     let nics = [nic(0), nic(1)];
     const t2 = setup({ sources: sources({ nics: () => nics }) });
