@@ -32,30 +32,38 @@ const virtio = (what: string) =>
     .pipe(portName)
     .transform((name) => ({ kind: "virtio" as const, name }));
 
-// One schema per option: unknown names are reported, never ignored, so typos do not pass silently.
-const schemas = {
-  loglevel: z.enum(["debug", "info", "warn", "error"]),
-  crash: z.enum(["shutdown-guest", "poweroff", "hold"]),
-  health_interval: decimal(1, 3600),
-  xenstore: z.union([absPath.transform((path) => ({ kind: "path" as const, path })), virtio("an absolute path or ")]),
-  domid: decimal(0, MAX_DOMID),
-  qmp: z.union([z.literal("vchan").transform(() => ({ kind: "vchan" as const })), virtio("vchan or ")]),
-  qemu: absPath,
-  shell: z.enum(["0", "1"]).transform((s) => s === "1"),
-} satisfies Record<string, z.ZodType<unknown, string>>;
-type Name = keyof typeof schemas;
-const field: Record<Name, keyof AgentOptions> = {
-  loglevel: "loglevel",
-  crash: "crash",
-  health_interval: "healthInterval",
-  xenstore: "xenstore",
-  domid: "domid",
-  qmp: "qmp",
-  qemu: "qemu",
-  shell: "shell",
-};
-// A bare `stubdom.shell` means on; every other option needs a value.
-const bareValue: Partial<Record<Name, string>> = { shell: "1" };
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+interface Option {
+  /** Parse `raw` into its field of `into`; the reason when it is not valid. */
+  apply(into: Mutable<AgentOptions>, raw: string): string | null;
+  /** The value of a bare `stubdom.<name>` without `=`; undefined: a value is required. */
+  bare?: string;
+}
+
+function option<K extends keyof AgentOptions>(field: K, schema: z.ZodType<AgentOptions[K], string>, bare?: string): Option {
+  return {
+    apply(into, raw) {
+      const r = schema.safeParse(raw);
+      if (!r.success) return r.error.issues[0]?.message ?? "invalid value";
+      into[field] = r.data;
+      return null;
+    },
+    bare,
+  };
+}
+
+// Unknown names are reported, never ignored, so that a typo does not pass silently.
+const OPTIONS = new Map<string, Option>([
+  ["loglevel", option("loglevel", z.enum(["debug", "info", "warn", "error"]))],
+  ["crash", option("crash", z.enum(["shutdown-guest", "poweroff", "hold"]))],
+  ["health_interval", option("healthInterval", decimal(1, 3600))],
+  ["xenstore", option("xenstore", z.union([absPath.transform((path) => ({ kind: "path" as const, path })), virtio("an absolute path or ")]))],
+  ["domid", option("domid", decimal(0, MAX_DOMID))],
+  ["qmp", option("qmp", z.union([z.literal("vchan").transform(() => ({ kind: "vchan" as const })), virtio("vchan or ")]))],
+  ["qemu", option("qemu", absPath)],
+  ["shell", option("shell", z.enum(["0", "1"]).transform((s) => s === "1"), "1")],
+]);
 
 /** Split like the kernel does: whitespace separates, double quotes group; `--` ends the options. */
 function tokens(text: string): string[] {
@@ -81,14 +89,10 @@ function tokens(text: string): string[] {
   return end < 0 ? out : out.slice(0, end);
 }
 
-function firstIssue(error: z.ZodError): string {
-  return error.issues[0]?.message ?? "invalid value";
-}
-
 /** Options from /proc/cmdline text. Never throws; a later duplicate wins, as in the kernel. */
 export function parseCmdline(text: string): CmdlineResult {
   const errors: ConfigError[] = [];
-  const options: Record<string, unknown> = { ...DEFAULT_OPTIONS };
+  const options: Mutable<AgentOptions> = { ...DEFAULT_OPTIONS };
   let input = text;
   if (input.length > LIMITS.maxCmdlineBytes) {
     errors.push({ key: "cmdline", reason: `longer than ${LIMITS.maxCmdlineBytes} characters; the rest is ignored` });
@@ -99,19 +103,18 @@ export function parseCmdline(text: string): CmdlineResult {
     const eq = token.indexOf("=");
     const name = eq < 0 ? token.slice(PREFIX.length) : token.slice(PREFIX.length, eq);
     const key = `cmdline:${PREFIX}${name}`;
-    if (!Object.hasOwn(schemas, name)) {
+    const opt = OPTIONS.get(name);
+    if (!opt) {
       errors.push({ key, reason: "unknown option" });
       continue;
     }
-    const n = name as Name;
-    const raw = eq < 0 ? bareValue[n] : token.slice(eq + 1);
+    const raw = eq < 0 ? opt.bare : token.slice(eq + 1);
     if (raw === undefined) {
       errors.push({ key, reason: "needs a value" });
       continue;
     }
-    const parsed = schemas[n].safeParse(raw);
-    if (parsed.success) options[field[n]] = parsed.data;
-    else errors.push({ key, reason: `${JSON.stringify(raw)}: ${firstIssue(parsed.error)}` });
+    const reason = opt.apply(options, raw);
+    if (reason) errors.push({ key, reason: `${JSON.stringify(raw)}: ${reason}` });
   }
-  return { options: Object.freeze(options) as unknown as AgentOptions, errors };
+  return { options: Object.freeze(options), errors };
 }
