@@ -63,6 +63,18 @@ function check(result: ParseResult): void {
 const options = parseCmdline("").options;
 const base = snapshotOf(baseFixture());
 
+test.each([21, 22])("parseCmdline never throws on random command lines (seed %i, 1,000 inputs)", (seed) => {
+  const r = rng(seed);
+  const words = ["stubdom.", "stubdom.loglevel=", "stubdom.domid=", "stubdom.xenstore=virtio:", "stubdom.shell", '"', "=", "--", " ", "\t"];
+  for (let i = 0; i < 1000; i++) {
+    let text = "";
+    for (let j = Math.floor(r() * 12); j > 0; j--) text += r() < 0.5 ? words[Math.floor(r() * words.length)] : randomString(r);
+    const result = parseCmdline(text);
+    for (const e of result.errors) expect(e.key === "cmdline" || e.key.startsWith("cmdline:stubdom.")).toBe(true);
+    expect(Object.isFrozen(result.options)).toBe(true);
+  }
+});
+
 describe("parseConfig never throws", () => {
   test.each([1, 2, 3, 4])("on random JSON (seed %i, 500 inputs)", (seed) => {
     const r = rng(seed);
