@@ -28,9 +28,13 @@ describe.each(files)("golden %s", (file) => {
     else expect(result.errors.length).toBeGreaterThan(0);
   });
 
-  test("the reader, on the case's xenstore, produces the committed snapshot", () => {
-    expect(snapshotFor(name)).toEqual(golden.snapshot);
-  });
+  // The simulator guests' files record the simulator as it was when they were written (its
+  // owner may change what it writes); guests.test.ts checks the live simulator instead.
+  if (!name.startsWith("guest-")) {
+    test("the reader, on the case's xenstore, produces the committed snapshot", () => {
+      expect(snapshotFor(name)).toEqual(golden.snapshot);
+    });
+  }
 });
 
 describe("golden contents that matter", () => {
