@@ -22,7 +22,8 @@ const nic = z.object({
   /** xl.cfg `ip=`: space-separated addresses written to the backend's `ip` key. */
   ip: z.string().regex(/^[0-9A-Fa-f.:/ ]{1,256}$/, "addresses separated by spaces").optional(),
   mtu: z.number().int().min(68).max(65535).optional(),
-  model: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).default("e1000"),
+  /** QEMU NIC model; libxl__device_nic_setdefault picks rtl8139. */
+  model: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).default("rtl8139"),
   backendDomid: z.number().int().min(0).max(0x7fef).default(0),
 }).strict();
 

@@ -70,7 +70,8 @@ export function dmArgv(g: GuestDescription, guestDomid: number): string[] {
   if (g.vga === "stdvga") a.push("-device", `VGA,vgamem_mb=${vram}`);
   if (g.vga === "cirrus") a.push("-device", `cirrus-vga,vgamem_mb=${vram}`);
   a.push("-boot", `order=${g.boot}`);
-  if (g.vcpus > 1) a.push("-smp", String(g.vcpus));
+  // xl always fills avail_vcpus, so libxl takes the "N,maxcpus=N" form.
+  if (g.vcpus > 1) a.push("-smp", `${g.vcpus},maxcpus=${g.vcpus}`);
   g.nics.forEach((nic, devid) => {
     a.push("-device", `${nic.model},id=nic${devid},netdev=net${devid},mac=${nic.mac}`);
     a.push("-netdev", `type=tap,id=net${devid},ifname=${tapName(guestDomid, devid)},br=${nic.bridge},script=no,downscript=no`);
@@ -141,17 +142,24 @@ function domainKeys(
   w.push({ path: `${dom}/cpu/0/availability`, value: "online" });
 }
 
-/** libxl__device_generic_add: frontend owned by the frontend domain, backend by the backend's. */
+/**
+ * libxl__device_generic_add (libxl_device.c): frontend keys owned by the frontend domain and
+ * readable by the backend; "read-only frontend" keys (and console 0's whole directory) owned
+ * by the backend domain and readable by the frontend; backend keys owned by the backend.
+ */
 function device(
   w: XsWrite[],
   kind: string,
-  front: { domid: number; path: string; keys: Record<string, string> },
+  front: { domid: number; path: string; keys: Record<string, string>; ro?: Record<string, string>; roDir?: boolean },
   back: { domid: number; devid: number; keys: Record<string, string> },
 ): void {
   const backPath = `${domainPath(back.domid)}/backend/${kind}/${front.domid}/${back.devid}`;
-  w.push({ path: front.path, value: "", perms: [n(front.domid), r(back.domid)] });
-  const frontKeys = { backend: backPath, "backend-id": String(back.domid), state: "1", ...front.keys };
-  for (const [k, v] of Object.entries(frontKeys)) w.push({ path: `${front.path}/${k}`, value: v });
+  const frontPerms = [n(front.domid), r(back.domid)];
+  const roPerms = [n(back.domid), r(front.domid)];
+  w.push({ path: front.path, value: "", perms: front.roDir ? roPerms : frontPerms });
+  w.push({ path: `${front.path}/backend`, value: backPath, perms: frontPerms });
+  for (const [k, v] of Object.entries(front.keys)) w.push({ path: `${front.path}/${k}`, value: v, perms: frontPerms });
+  for (const [k, v] of Object.entries(front.ro ?? {})) w.push({ path: `${front.path}/${k}`, value: v, perms: roPerms });
   w.push({ path: backPath, value: "", perms: [n(back.domid), r(front.domid)] });
   const backKeys = { frontend: front.path, "frontend-id": String(front.domid), online: "1", state: "1", ...back.keys };
   for (const [k, v] of Object.entries(backKeys)) w.push({ path: `${backPath}/${k}`, value: v });
@@ -197,44 +205,51 @@ export function toolstackWrites(g: GuestDescription, ids: Domids): XsWrite[] {
     const { devnum } = diskNumber(d.vdev);
     const type = d.cdrom ? "cdrom" : "disk";
     device(w, "vbd",
-      { domid: S, path: `${S_}/device/vbd/${devnum}`, keys: { "virtual-device": String(devnum), "device-type": type } },
+      {
+        domid: S, path: `${S_}/device/vbd/${devnum}`,
+        keys: { "backend-id": "0", state: "1", "virtual-device": String(devnum), "device-type": type },
+      },
       {
         domid: 0, devid: devnum, keys: {
           "device-type": type, removable: d.cdrom ? "1" : "0", bootable: "1", dev: d.vdev, type: "phy",
-          mode: d.readwrite && !d.cdrom ? "w" : "r", params: d.target,
+          mode: d.readwrite && !d.cdrom ? "w" : "r", params: d.target, script: "/etc/xen/scripts/block",
         },
       });
   }
 
-  // Console 0 (PV console, xenconsoled: the stub domain's log), then ioemu consoles 1+.
-  w.push({ path: `${S_}/console`, value: "", perms: [n(S), r(0)] });
-  for (const [k, v] of Object.entries({
-    "backend-id": "0", limit: "1048576", type: "xenconsoled",
-    output: `file:/var/log/xen/qemu-dm-${g.name}.log`, tty: "", port: "2", "ring-ref": "1044475",
-  })) w.push({ path: `${S_}/console/${k}`, value: v });
+  // Consoles (libxl__device_console_add, spawn_stub_launch_dm): 0 is the PV console served
+  // by xenconsoled (the stub domain's log) at S/console; 1+ are ioemu consoles under
+  // device/console: save, restore, then the guest's serial ports.
   const consoles: Array<{ name: string; output: string }> = [
+    { name: `qemu-dm-${g.name}`, output: `file:/var/log/xen/qemu-dm-${g.name}.log` },
     { name: "save", output: `file:/var/lib/xen/qemu-save.${G}` },
     { name: "restore", output: g.restore ? `pipe:/var/lib/xen/qemu-resume.${G}` : "none" },
     ...g.serial.map((s, i) => ({ name: `serial${i}`, output: s })),
   ];
-  consoles.forEach((c, i) => {
-    const devid = i + 1;
+  consoles.forEach((c, devid) => {
+    const ro: Record<string, string> = {
+      name: c.name, limit: "1048576", type: devid === 0 ? "xenconsoled" : "ioemu", output: c.output, tty: "",
+    };
+    if (devid === 0) Object.assign(ro, { port: "2", "ring-ref": "1044475" });
     device(w, "console",
-      { domid: S, path: `${S_}/device/console/${devid}`, keys: { limit: "1048576", type: "ioemu", output: c.output, name: c.name, tty: "" } },
-      { domid: 0, devid, keys: { protocol: "vt100" } });
+      { domid: S, path: devid === 0 ? `${S_}/console` : `${S_}/device/console/${devid}`, keys: { "backend-id": "0" }, ro, roDir: devid === 0 },
+      { domid: 0, devid, keys: { protocol: "vt100", name: c.name } });
   });
 
   // One PV vif of S per guest NIC, same MAC; QEMU's tap n is joined to it by the init.
   g.nics.forEach((nic, devid) => {
-    const frontKeys: Record<string, string> = { handle: String(devid), mac: nic.mac, mtu: String(nic.mtu ?? 1500), "multi-queue-num-queues": "1" };
-    const backKeys: Record<string, string> = {
-      script: "/etc/xen/scripts/vif-bridge", mac: nic.mac, bridge: nic.bridge, handle: String(devid), type: "vif",
-    };
+    // libxl__set_xenstore_nic (libxl_nic.c).
+    const backKeys: Record<string, string> = { script: "/etc/xen/scripts/vif-bridge", mac: nic.mac };
     if (nic.ip !== undefined) backKeys.ip = nic.ip;
-    // libxl writes mtu to the backend only when the admin set one other than 1500.
+    // The backend gets mtu only when the admin set one other than the default 1500.
     if (nic.mtu !== undefined && nic.mtu !== 1500) backKeys.mtu = String(nic.mtu);
+    Object.assign(backKeys, { bridge: nic.bridge, handle: String(devid), type: "vif", "hotplug-status": "" });
     device(w, "vif",
-      { domid: S, path: `${S_}/device/vif/${devid}`, keys: frontKeys },
+      {
+        domid: S, path: `${S_}/device/vif/${devid}`,
+        keys: { "backend-id": String(nic.backendDomid), state: "1", handle: String(devid), mac: nic.mac, trusted: "1" },
+        ro: { mtu: String(nic.mtu ?? 1500) },
+      },
       { domid: nic.backendDomid, devid, keys: backKeys });
   });
   return w;

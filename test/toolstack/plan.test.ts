@@ -58,10 +58,10 @@ describe("dm-argv as libxl__build_device_model_args_new builds it for a stub dom
     expect(dmArgv(guest("full"), 7)).toEqual([
       "-xen-domid", "7", "-no-shutdown", "-nodefaults", "-no-user-config", "-name", "full", "-display", "none",
       "-serial", "/dev/hvc3",
-      "-device", "cirrus-vga,vgamem_mb=8", "-boot", "order=dc", "-smp", "2",
-      "-device", "e1000,id=nic0,netdev=net0,mac=00:16:3e:5a:00:01",
+      "-device", "cirrus-vga,vgamem_mb=8", "-boot", "order=dc", "-smp", "2,maxcpus=2",
+      "-device", "rtl8139,id=nic0,netdev=net0,mac=00:16:3e:5a:00:01",
       "-netdev", "type=tap,id=net0,ifname=vif7.0-emu,br=xenbr0,script=no,downscript=no",
-      "-device", "rtl8139,id=nic1,netdev=net1,mac=00:16:3e:5a:00:02",
+      "-device", "e1000,id=nic1,netdev=net1,mac=00:16:3e:5a:00:02",
       "-netdev", "type=tap,id=net1,ifname=vif7.1-emu,br=xenbr1,script=no,downscript=no",
       "-machine", "xenfv,suppress-vmdesc=on", "-m", "1016",
       "-drive", "file=/dev/xvda,if=ide,index=0,media=disk,format=host_device,cache=writeback",
@@ -118,7 +118,13 @@ describe("the keys and permissions libxl writes", () => {
     expect(find("/local/domain/0/backend/vif/2/1/mtu")).toBeUndefined();
     expect(find("/local/domain/2/device/vif/1/mac")?.value).toBe("00:16:3e:5a:00:02");
     expect(find("/local/domain/2/device/vif/0")?.perms).toEqual([{ domid: 2, perm: "n" }, { domid: 0, perm: "r" }]);
+    // Read-only frontend keys belong to the backend domain (libxl__device_generic_add).
+    expect(find("/local/domain/2/device/vif/0/mtu")).toEqual({
+      path: "/local/domain/2/device/vif/0/mtu", value: "1400", perms: [{ domid: 0, perm: "n" }, { domid: 2, perm: "r" }],
+    });
     expect(find("/local/domain/2/device/console/3/output")?.value).toBe("pty");
+    expect(find("/local/domain/2/device/console/1/name")?.value).toBe("save");
+    expect(find("/local/domain/2/console")?.perms).toEqual([{ domid: 0, perm: "n" }, { domid: 2, perm: "r" }]);
   });
 
   it("gives S and G exactly the access a stub domain has under Xen", () => {
@@ -137,6 +143,9 @@ describe("the keys and permissions libxl writes", () => {
     expect(errno(() => g.read("/vm/6a3c0e1e-7f3a-4d2b-9c55-0d1e2f3a4b02/image/dm-argv/001"))).toBe("EACCES");
     expect(errno(() => g.write("/local/domain/2/device-model/1/state", "x"))).toBe("EACCES");
     expect(errno(() => stub.write("/local/domain/0/backend/vif/2/0/ip", "6.6.6.6"))).toBe("EACCES");
+    expect(errno(() => stub.write("device/vif/0/mtu", "9000"))).toBe("EACCES");
+    expect(errno(() => stub.write("console/output", "file:/etc/passwd"))).toBe("EACCES");
+    stub.write("device/vif/0/state", "4");
     // SET_TARGET: S may write what G owns.
     g.write("/local/domain/1/data/from-guest", "x");
     stub.write("/local/domain/1/data/from-guest", "y");
