@@ -5,7 +5,7 @@
 // connection, as one xenbus ring is under Xen.
 import { unlinkSync } from "node:fs";
 import type { Socket, UnixSocketListener } from "bun";
-import { dispatch } from "./dispatch.ts";
+import { dispatch, errorReply } from "./dispatch.ts";
 import type { Session, Store } from "./model.ts";
 import { encodeFrame, type Frame, FrameReader, MsgType, msgTypeName, PAYLOAD_MAX, printable, strings } from "./wire.ts";
 
@@ -107,6 +107,10 @@ export class XenStoreServer {
       let reply;
       try {
         reply = dispatch(conn.session, f);
+      } catch (e) {
+        // A bug here must cost one request, not the server: EIO is in libxenstore's list.
+        process.stderr.write(`xenstored: internal error on ${msgTypeName(f.type)}: ${(e as Error).stack ?? e}\n`);
+        reply = errorReply("EIO");
       } finally {
         conn.busy = false;
       }
