@@ -68,7 +68,7 @@ describe("status --watch", () => {
     const f = frames();
     keep(watchStatus({ xs: c.xs, selection: { all: false, guests: [GUEST] }, onFrame: f.onFrame }));
     expect(phaseOf(f.list[0]!)).toBe("booting");
-    await Bun.sleep(50); // let the watches' registration events settle
+    await Bun.sleep(200); // let the watches' registration events settle, even on a busy machine
     const quiet = c.reads();
     await Bun.sleep(300);
     expect(c.reads()).toBe(quiet);
@@ -140,7 +140,7 @@ describe("status --watch", () => {
     const elapsed = performance.now() - started;
     await Bun.sleep(100);
     const drawn = f.list.length - before;
-    expect(n).toBeGreaterThan(50);
+    expect(n).toBeGreaterThan(20);
     expect(drawn).toBeGreaterThan(0);
     expect(drawn).toBeLessThanOrEqual(Math.ceil(elapsed / 25) + 2);
     const last = f.list.at(-1)?.reports[0]?.fields.error;
