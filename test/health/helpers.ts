@@ -7,7 +7,11 @@ import type { XenStoreAdmin } from "../../agent/xenstore/types.ts";
 export const GUEST = 4;
 export const STUB = 5;
 
-/** What libxl leaves in xenstore for guest G and its stub domain S, as far as health cares. */
+/**
+ * What libxl leaves in xenstore for guest G and its stub domain S, as far as health cares
+ * (tools/libs/light/libxl_create.c, libxl__domain_make: the home directory gets `roperm`,
+ * data/ gets `rwperm`; libxl__spawn_stub_dm writes `target` and calls xs_set_target).
+ */
 export function layOut(dom0: XenStoreAdmin): void {
   for (const d of [GUEST, STUB]) {
     dom0.write(`/local/domain/${d}/domid`, String(d));

@@ -118,6 +118,18 @@ describe("health through libxenstore and the wire server", () => {
     expect(await p.exited).toBe(0);
   });
 
+  test("5,000 unknown keys through libxenstore (DIRECTORY_PART) are counted, not shown", async () => {
+    writer();
+    await tick();
+    const dom0 = openXenStore({ path: server.socket });
+    cleanup.push(() => dom0.close());
+    for (let i = 0; i < 5000; i++) dom0.write(`${healthDir(STUB)}/unknown_key_${i}`, "\x1b[2J");
+    const out = await status([String(GUEST)]);
+    expect(out.code).toBe(0);
+    expect(out.out).toMatch(/\n    5000 unknown keys ignored \((unknown_key_\d+, ){3}…\)\n/);
+    expect(out.out.length).toBeLessThan(2000);
+  });
+
   test("a crashed stub domain exits 1 although its report is healthy", async () => {
     const w = writer();
     w.qemuExited({ signal: "SIGKILL", stderr: [] });
