@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FfiXenStore, openXenStore } from "../../ffi/xenstore.ts";
 import { XenStoreError } from "../../agent/xenstore/types.ts";
 import { waitEvents, xenstoreContract } from "./contract.ts";
-import { type ServerProc, startServer } from "./harness.ts";
+import { BUN, ROOT, type ServerProc, startServer } from "./harness.ts";
 
 let server: ServerProc;
 const open: FfiXenStore[] = [];
@@ -50,6 +50,28 @@ describe("FfiXenStore specifics", () => {
     expect(waited).toBeGreaterThanOrEqual(390);
     // 10 ms timers over ~400 ms: a blocked loop would show 0 or 1; leave room for a busy CI.
     expect(ticks).toBeGreaterThanOrEqual(10);
+  });
+
+  it("does not spin while a watch waits: the pump sleeps in poll()", async () => {
+    // In a process of its own, so that other test files' threads do not count.
+    const code = `
+      const { openXenStore } = await import(${JSON.stringify(`${ROOT}ffi/xenstore.ts`)});
+      const xs = openXenStore({ path: ${JSON.stringify(server.socket)} });
+      let events = 0;
+      xs.onWatch(() => events++);
+      xs.watch("/ffi/idle", "i");
+      await Bun.sleep(200);
+      const before = process.cpuUsage();
+      await Bun.sleep(1000);
+      const used = process.cpuUsage(before);
+      xs.close();
+      console.log(JSON.stringify({ events, ms: (used.user + used.system) / 1000 }));
+    `;
+    const p = Bun.spawn([BUN, "-e", code], { stdout: "pipe", stderr: "inherit" });
+    const out = JSON.parse(await new Response(p.stdout).text()) as { events: number; ms: number };
+    expect(out.events).toBe(1);
+    // A busy loop between the Worker and the main thread would burn most of a core (~1000 ms).
+    expect(out.ms).toBeLessThan(300);
   });
 
   it("round-trips binary values, empty values and permissions", () => {
