@@ -1,6 +1,9 @@
 // The FFI binding to Debian's libxenstore against the wire server (a separate process): the
 // same contract as the in-memory fake, which is how the fake is checked against the real
 // client library, plus what only the binding can get wrong.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FfiXenStore, openXenStore } from "../../ffi/xenstore.ts";
 import { XenStoreError } from "../../agent/xenstore/types.ts";
@@ -50,6 +53,20 @@ describe("FfiXenStore specifics", () => {
     expect(waited).toBeGreaterThanOrEqual(390);
     // 10 ms timers over ~400 ms: a blocked loop would show 0 or 1; leave room for a busy CI.
     expect(ticks).toBeGreaterThanOrEqual(10);
+  });
+
+  it("loads the library lazily and names the file and the reason when it cannot", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "xs-nolib-"));
+    writeFileSync(join(dir, "libxenstore.so.4"), "not an ELF file");
+    const code = `
+      const mod = await import(${JSON.stringify(`${ROOT}ffi/xenstore.ts`)});
+      console.log("imported");
+      try { mod.openXenStore({ path: "/nonexistent" }); } catch (e) { console.log(e.message); }
+    `;
+    // The dynamic loader looks in LD_LIBRARY_PATH first, so the broken copy shadows the real one.
+    const p = Bun.spawn([BUN, "-e", code], { stdout: "pipe", env: { ...process.env, LD_LIBRARY_PATH: dir } });
+    const out = await new Response(p.stdout).text();
+    expect(out).toMatch(/^imported\ncannot load libxenstore\.so\.4: .*libxenstore\.so\.4.*\(Debian package libxenstore4\)\n$/);
   });
 
   it("does not spin while a watch waits: the pump sleeps in poll()", async () => {
