@@ -126,6 +126,18 @@ const cases: Case[] = [
     shows: ['invalid boot_ms: not valid JSON: "{mounts: 5"'],
   },
   {
+    name: "prototype key in JSON",
+    tamper: set("boot_ms", '{"__proto__":{"polluted":1},"constructor":2}'),
+    health: "invalid",
+    shows: ['invalid boot_ms: contains a __proto__ key: "{\"__proto__\":{\"polluted\":1},\"constructor\":2}"'],
+  },
+  {
+    name: "deeply nested JSON",
+    tamper: set("nic/0", "[".repeat(500) + "]".repeat(500)),
+    health: "invalid",
+    shows: ["invalid nic/0: Invalid input: expected object, received array"],
+  },
+  {
     name: "negative number",
     tamper: set("mem_total_kib", "-5"),
     health: "invalid",
