@@ -5,6 +5,7 @@ import { openXenStore } from "../../ffi/xenstore.ts";
 import { parseGuest } from "../../agent/toolstack/guest.ts";
 import { createDomains, destroyDomains, waitForRunning, watchShutdownRequests } from "../../agent/toolstack/simulate.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
+import { waitEvents } from "../xenstore/contract.ts";
 import { BUN, ROOT, type ServerProc, startServer } from "../xenstore/harness.ts";
 
 const guestFile = (name: string) => join(ROOT, "test/guests", `${name}.json`);
@@ -99,6 +100,25 @@ describe("stubdom-init simulate-toolstack against the wire server", () => {
       expect(code).toBe(0);
     } finally {
       stubXs.close();
+    }
+  });
+
+  it("--destroy removes both domains' keys and fires @releaseDomain", async () => {
+    const dom0 = openXenStore({ path: server.socket });
+    try {
+      dom0.watch("@releaseDomain", "rel");
+      await waitEvents(dom0, 1);
+      const released = waitEvents(dom0, 2);
+      const p = sim("--guest", guestFile("demo"), "--destroy");
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      expect(out).toContain("destroyed guest 1 and stub domain 2");
+      expect(code).toBe(0);
+      expect(await released).toEqual([{ path: "@releaseDomain", token: "rel" }, { path: "@releaseDomain", token: "rel" }]);
+      for (const path of ["/local/domain/1", "/local/domain/2", "/local/domain/0/backend/vif/2", "/libxl/1"]) {
+        expect(() => dom0.read(path)).toThrow(/ENOENT/);
+      }
+    } finally {
+      dom0.close();
     }
   });
 
