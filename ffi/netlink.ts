@@ -4,10 +4,10 @@
 // for a reply (since Linux 6.3 link notifications carry the requester's sequence number).
 //
 // Reads never block the event loop: the sockets are non-blocking and read through
-// Bun.file(fd).stream(), which waits for readiness in Bun's own poller (bun-as-pid1.md). A
-// chunk may hold several datagrams; codec.split() cuts them at nlmsg_len.
+// ffi/readloop.ts. A chunk may hold several datagrams; codec.split() cuts them at nlmsg_len.
 import { dlopen, FFIType, ptr, type Library } from "bun:ffi";
 import { errno, SysError } from "./libc.ts";
+import { readLoop } from "./readloop.ts";
 import { decode, encode, extAckMessage, IFF_UP, NLM_F_ACK, NLM_F_DUMP, RTM_DELLINK, RTM_NEWLINK, split, type Message } from "../agent/net/codec.ts";
 import { NetlinkError, type LinkEvent, type Netlink } from "../agent/net/types.ts";
 import { ETIMEDOUT } from "../agent/net/errno.ts";
@@ -70,28 +70,26 @@ function openSocket(groups: number): number {
 }
 
 /** Reads every message arriving on fd until stopped; fn is called once per message. */
-function pump(fd: number, fn: (m: Message) => void, onError: (e: unknown) => void): () => void {
-  const reader = Bun.file(fd).stream().getReader();
-  let stopped = false;
-  void (async () => {
-    let rest = new Uint8Array(0);
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done || stopped) return;
-        const chunk = rest.length > 0 ? concat(rest, value) : value;
-        const parts = split(chunk);
-        rest = parts.rest.slice();
-        for (const raw of parts.messages) fn(decode(raw));
+function pump(fd: number, fn: (m: Message) => void, onError: (e: unknown, fatal: boolean) => void): () => void {
+  let rest = new Uint8Array(0);
+  return readLoop(fd, (value) => {
+    const chunk = rest.length > 0 ? concat(rest, value) : value;
+    const parts = split(chunk);
+    rest = parts.rest.slice();
+    for (const raw of parts.messages) {
+      let m: Message;
+      try {
+        m = decode(raw);
+      } catch (e) {
+        onError(e, false);
+        continue;
       }
-    } catch (e) {
-      if (!stopped) onError(e);
+      fn(m);
     }
-  })();
-  return () => {
-    stopped = true;
-    void reader.cancel().catch(() => undefined);
-  };
+  }, (e, fatal) => {
+    rest = new Uint8Array(0);
+    onError(e, fatal);
+  });
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -112,8 +110,12 @@ interface Pending {
 export interface RtnetlinkOptions {
   /** Per-request timeout; the kernel answers rtnetlink synchronously, so this only trips on bugs. */
   timeoutMs?: number;
-  /** Called when a socket read fails (the agent logs it; requests in flight are rejected). */
-  onError?: (e: unknown) => void;
+  /**
+   * Called when a socket read fails: requests in flight are rejected; for the event socket
+   * (ENOBUFS after an overflow) events were lost and the caller should re-read the links.
+   * fatal: the socket gave up.
+   */
+  onError?: (e: unknown, fatal: boolean) => void;
 }
 
 export class Rtnetlink implements Netlink {
@@ -127,7 +129,7 @@ export class Rtnetlink implements Netlink {
 
   constructor(private readonly opts: RtnetlinkOptions = {}) {
     this.fd = openSocket(0);
-    this.stopReq = pump(this.fd, (m) => this.onReply(m), (e) => this.fail(e));
+    this.stopReq = pump(this.fd, (m) => this.onReply(m), (e, fatal) => this.fail(e, fatal));
   }
 
   request(msg: Message, o: { timeoutMs?: number } = {}): Promise<Message[]> {
@@ -177,8 +179,12 @@ export class Rtnetlink implements Netlink {
     }
   }
 
-  private fail(e: unknown): void {
-    this.opts.onError?.(e);
+  private fail(e: unknown, fatal = false): void {
+    this.opts.onError?.(e, fatal);
+    this.rejectAll(e);
+  }
+
+  private rejectAll(e: unknown): void {
     for (const [seq, p] of this.pending) {
       clearTimeout(p.timer);
       this.pending.delete(seq);
@@ -189,7 +195,7 @@ export class Rtnetlink implements Netlink {
   onLink(listener: (ev: LinkEvent) => void): () => void {
     if (!this.events && !this.closed) {
       const fd = openSocket(RTMGRP_LINK);
-      const stop = pump(fd, (m) => this.onEvent(m), (e) => this.opts.onError?.(e));
+      const stop = pump(fd, (m) => this.onEvent(m), (e, fatal) => this.opts.onError?.(e, fatal));
       this.events = { fd, stop };
     }
     this.listeners.add(listener);
@@ -219,6 +225,6 @@ export class Rtnetlink implements Netlink {
       this.events.stop();
       c().close(this.events.fd);
     }
-    this.fail(new Error("netlink: socket closed"));
+    this.rejectAll(new Error("netlink: socket closed"));
   }
 }

@@ -8,12 +8,13 @@
 // window to race and no need to wait for QEMU. Link changes (netfront losing its backend, a
 // tap deleted) still arrive as RTNLGRP_LINK events through ffi/netlink.ts.
 //
-// Reading: Bun.file(fd).stream() on a non-blocking packet socket waits in Bun's poller, but a
-// chunk may hold several frames back to back. The socket filter (agent/net/bpf.ts
+// Reading (ffi/readloop.ts): a chunk from Bun.file(fd).stream() may hold several frames back
+// to back. The socket filter (agent/net/bpf.ts
 // dhcpSocketFilter) trims each frame to exactly its IPv4 length, so the reader can split a
 // chunk by the IPv4 total length field.
 import { dlopen, FFIType, ptr, type Library } from "bun:ffi";
 import { errno, SysError } from "./libc.ts";
+import { readLoop } from "./readloop.ts";
 import type { BpfInsn } from "../agent/net/codec.ts";
 import type { FramePort } from "../agent/net/dhcp.ts";
 
@@ -106,28 +107,14 @@ export const byIpv4Length: Splitter = (b, off) => {
 export const fixedLength = (n: number): Splitter => (b, off) => (off + n <= b.length ? off + n : undefined);
 
 function readFrames(fd: number, split: Splitter, fn: (frame: Uint8Array) => void, onError: (e: unknown) => void): () => void {
-  const reader = Bun.file(fd).stream().getReader();
-  let stopped = false;
-  void (async () => {
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done || stopped) return;
-        let off = 0;
-        for (let end = split(value, off); end !== undefined && off < value.length; end = split(value, off)) {
-          fn(value.slice(off, end));
-          off = end;
-        }
-        if (off < value.length) onError(new Error(`${value.length - off} bytes of a chunk are not a whole frame; dropped`));
-      }
-    } catch (e) {
-      if (!stopped) onError(e);
+  return readLoop(fd, (chunk) => {
+    let off = 0;
+    for (let end = split(chunk, off); end !== undefined && off < chunk.length; end = split(chunk, off)) {
+      fn(chunk.slice(off, end));
+      off = end;
     }
-  })();
-  return () => {
-    stopped = true;
-    void reader.cancel().catch(() => undefined);
-  };
+    if (off < chunk.length) onError(new Error(`${chunk.length - off} bytes of a chunk are not a whole frame; dropped`));
+  }, onError);
 }
 
 /**

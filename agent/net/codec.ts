@@ -43,7 +43,7 @@ export const TC_ACT_STOLEN = 4;
 export const TCA_EGRESS_REDIR = 1;
 export const TC_U32_TERMINAL = 1;
 export const TCA_BPF_FLAG_ACT_DIRECT = 1;
-const NLA_F_NESTED = 0x8000;
+export const NLA_F_NESTED = 0x8000;
 const NLA_TYPE_MASK = 0x3fff;
 
 export interface Header {
@@ -117,7 +117,8 @@ export type MirredAttr = { kind: "parms"; value: MirredParms } | Other;
 
 export type ActionAttr =
   | { kind: "kind"; value: string }
-  | { kind: "mirred"; value: MirredAttr[] }
+  /** type is 2, with NLA_F_NESTED when tc built it (the kernel's dumps leave the flag off). */
+  | { kind: "mirred"; type: number; value: MirredAttr[] }
   | { kind: "options"; raw: Uint8Array; type: number }
   | { kind: "stats"; value: StatsAttr[] }
   | Other;
@@ -281,8 +282,7 @@ function writeAction(w: Writer, act: Action): void {
     for (const a of act.attrs) {
       switch (a.kind) {
         case "kind": w.attr(1, () => cstring(w, a.value)); break;
-        // tc marks action options nested; the kernel requires nothing, but matching tc keeps fixtures exact.
-        case "mirred": w.attr(2 | NLA_F_NESTED, () => a.value.forEach((m) => writeMirred(w, m))); break;
+        case "mirred": w.attr(a.type, () => a.value.forEach((m) => writeMirred(w, m))); break;
         case "options": w.attr(a.type, () => w.bytes(a.raw)); break;
         case "stats": w.attr(4, () => a.value.forEach((s) => writeStats(w, s))); break;
         case "other": writeOther(w, a); break;
@@ -449,10 +449,11 @@ function decodeAction(a: RawAttr): Action {
     attrs: list.map((x): ActionAttr => {
       switch (x.type) {
         case 1: return { kind: "kind", value: str(x.payload) };
-        case 2 | NLA_F_NESTED:
+        case 2: case 2 | NLA_F_NESTED:
           if (kind === "mirred") {
             return {
               kind: "mirred",
+              type: x.type,
               value: attrs(x.payload, "mirred options").map((m): MirredAttr => {
                 if (m.type !== 2 || m.payload.length !== 28) return other(m);
                 const dv = view(m.payload);

@@ -1,7 +1,7 @@
 // The requests the agent sends, as pure builders. Each one has the shape `ip`/`tc` (iproute2
 // 6.1) send for the same operation, so test/net/fixtures.ts can compare them byte for byte.
 import {
-  AF_PACKET, AF_UNSPEC, ETH_P_ALL, IFF_UP, INGRESS_QDISC_HANDLE, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+  AF_PACKET, AF_UNSPEC, NLA_F_NESTED, ETH_P_ALL, IFF_UP, INGRESS_QDISC_HANDLE, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_REPLACE, NLM_F_REQUEST, RTM_DELLINK, RTM_DELQDISC, RTM_DELTFILTER, RTM_GETLINK, RTM_GETQDISC,
   RTM_GETTFILTER, RTM_NEWLINK, RTM_NEWQDISC, RTM_NEWTFILTER, TC_ACT_STOLEN, TC_H_INGRESS,
   TC_H_INGRESS_FILTERS, TC_U32_TERMINAL, TCA_BPF_FLAG_ACT_DIRECT, TCA_EGRESS_REDIR,
@@ -87,7 +87,8 @@ export function redirectFilter(ifindex: number, target: number, seq = 0): Messag
               order: 1,
               attrs: [
                 { kind: "kind", value: "mirred" },
-                { kind: "mirred", value: [{ kind: "parms", value: { index: 0, capab: 0, action: TC_ACT_STOLEN, refcnt: 0, bindcnt: 0, eaction: TCA_EGRESS_REDIR, ifindex: target } }] },
+                // tc marks action options nested; matching it keeps the fixtures byte-exact.
+                { kind: "mirred", type: 2 | NLA_F_NESTED, value: [{ kind: "parms", value: { index: 0, capab: 0, action: TC_ACT_STOLEN, refcnt: 0, bindcnt: 0, eaction: TCA_EGRESS_REDIR, ifindex: target } }] },
               ],
             }],
           },

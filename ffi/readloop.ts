@@ -1,0 +1,36 @@
+// Reading an fd without blocking the event loop: Bun.file(fd).stream() waits for readiness in
+// Bun's poller (bun-as-pid1.md). A socket error ends such a stream, yet for packet and netlink
+// sockets an error is a one-off report (ENETDOWN when the interface went down, ENOBUFS when
+// events overflowed) and the next read works: so the loop reports it and opens a new stream.
+// Errors in a row without data in between mean the fd itself is broken: give up then.
+const MAX_ERRORS_IN_A_ROW = 5;
+
+export function readLoop(fd: number, onChunk: (chunk: Uint8Array) => void, onError: (e: unknown, fatal: boolean) => void): () => void {
+  let stopped = false;
+  let cancel: (() => void) | undefined;
+  void (async () => {
+    let errors = 0;
+    while (!stopped) {
+      const reader = Bun.file(fd).stream().getReader();
+      cancel = () => void reader.cancel().catch(() => undefined);
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || stopped) return;
+          errors = 0;
+          onChunk(value);
+        }
+      } catch (e) {
+        if (stopped) return;
+        errors++;
+        const fatal = errors >= MAX_ERRORS_IN_A_ROW;
+        onError(e, fatal);
+        if (fatal) return;
+      }
+    }
+  })();
+  return () => {
+    stopped = true;
+    cancel?.();
+  };
+}

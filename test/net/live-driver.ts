@@ -1,0 +1,242 @@
+// Runs one live scenario inside the network namespace it was started in (`ip netns exec NS
+// bun live-driver.ts SCENARIO`) with the real FFI code, and prints its observations as JSON
+// on stdout. test/net/live.test.ts creates the namespaces and asserts on what comes back.
+//
+// Topology in the namespace: veth nf <-> nfp stands in for netfront <-> its backend (the test
+// sends and reads "network" frames on nfp), tap tp stands in for QEMU's tap (the test attaches
+// to it as QEMU would, writing and reading the guest's frames).
+import { createTap, linkNic, nicStats, openNetlink, startDhcp, unlinkNic, NetlinkError } from "../../agent/net/index.ts";
+import { dumpFilters, dumpQdiscs, redirectFilter } from "../../agent/net/messages.ts";
+import { fixedLength, openPacketPort, openTapAsQemu } from "../../ffi/packet.ts";
+import type { BpfInsn, Message } from "../../agent/net/codec.ts";
+import type { LinkEvent, Netlink } from "../../agent/net/types.ts";
+import { dhcpSocketFilter } from "../../agent/net/bpf.ts";
+
+export const FRAME_LEN = 100;
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** Socket filter: keep only frames of exactly FRAME_LEN bytes, so a merged chunk splits evenly. */
+const onlyTestFrames: BpfInsn[] = [
+  { code: 0x80, jt: 0, jf: 0, k: 0 }, // ld len
+  { code: 0x15, jt: 0, jf: 1, k: FRAME_LEN }, // jeq #FRAME_LEN
+  { code: 0x06, jt: 0, jf: 0, k: FRAME_LEN },
+  { code: 0x06, jt: 0, jf: 0, k: 0 },
+];
+
+function eth(type: number, body: number[], src = 0x02): Uint8Array {
+  const f = new Uint8Array(FRAME_LEN);
+  f.fill(0xff, 0, 6);
+  f.set([0x02, 0, 0, 0, 0, src], 6);
+  f[12] = type >> 8;
+  f[13] = type & 0xff;
+  f.set(body, 14);
+  return f;
+}
+
+const ip4 = (s: string) => s.split(".").map(Number);
+
+/** An IPv4/UDP frame from `src`, tagged with `tag` in the payload. */
+function ipv4Frame(src: string, tag: number): Uint8Array {
+  const total = FRAME_LEN - 14;
+  return eth(0x0800, [0x45, 0, total >> 8, total & 0xff, 0, 0, 0, 0, 64, 17, 0, 0, ...ip4(src), 10, 0, 0, 1, 0x30, 0x39, 0x30, 0x39, 0, total - 20, 0, 0, tag]);
+}
+
+function arpFrame(sender: string, tag: number): Uint8Array {
+  return eth(0x0806, [0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, ...ip4(sender), 0, 0, 0, 0, 0, 0, 10, 0, 0, 1, tag]);
+}
+
+const plainFrame = (tag: number) => eth(0x88b5, [0xab, 0xcd, tag]);
+
+/** Collects frames until `done(frames)` or the timeout. */
+function collector(): { frames: Uint8Array[]; push(f: Uint8Array): void; until(pred: (f: Uint8Array[]) => boolean, ms: number): Promise<boolean> } {
+  const frames: Uint8Array[] = [];
+  let wake = () => {};
+  return {
+    frames,
+    push(f) { frames.push(f); wake(); },
+    async until(pred, ms) {
+      const deadline = Date.now() + ms;
+      while (!pred(frames)) {
+        const left = deadline - Date.now();
+        if (left <= 0) return false;
+        await new Promise<void>((r) => { wake = r; setTimeout(r, left); });
+      }
+      return true;
+    },
+  };
+}
+
+async function filtersOf(nl: Netlink, ifindex: number): Promise<string[] | string> {
+  try {
+    const out: string[] = [];
+    for (const m of await nl.request(dumpFilters(ifindex))) {
+      if (m.kind !== "tc") continue;
+      const kind = m.attrs.find((a) => a.kind === "kind");
+      const hasAction = m.attrs.some((a) => (a.kind === "u32" && a.value.some((u) => u.kind === "actions")) || a.kind === "bpf");
+      if (hasAction) out.push(`prio ${m.tcm.info >>> 16} ${kind?.kind === "kind" ? kind.value : "?"} handle ${m.tcm.handle.toString(16)}`);
+    }
+    return out;
+  } catch (e) {
+    return `error: ${(e as Error).message}`;
+  }
+}
+
+async function ingressOn(nl: Netlink, ifindexes: number[]): Promise<number[]> {
+  const qs = await nl.request(dumpQdiscs(0));
+  return qs.flatMap((q: Message) => (q.kind === "tc" && q.tcm.parent === 0xfffffff1 && ifindexes.includes(q.tcm.ifindex) ? [q.tcm.ifindex] : []));
+}
+
+const sh = async (...cmd: string[]) => {
+  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { out, err, code };
+};
+
+const scenarios: Record<string, () => Promise<unknown>> = {
+  async redirect() {
+    const nl = openNetlink();
+    const events: LinkEvent[] = [];
+    nl.onLink((e) => events.push(e));
+    createTap("tp");
+    const qemu = openTapAsQemu("tp");
+    const toGuest = collector();
+    qemu.onFrame(fixedLength(FRAME_LEN), toGuest.push);
+    await sh("ip", "link", "set", "nfp", "up");
+    const net = openPacketPort("nfp", onlyTestFrames, { split: fixedLength(FRAME_LEN) });
+    const toNet = collector();
+    net.onFrame(toNet.push);
+    const first = await linkNic(nl, { netfront: "nf", tap: "tp", mtu: 1400 });
+    const second = await linkNic(nl, { netfront: "nf", tap: "tp", mtu: 1400 });
+    const filtersAfterTwice = { nf: await filtersOf(nl, first.netfront.index), tp: await filtersOf(nl, first.tap.index) };
+    const sentToGuest = [1, 2, 3].map(plainFrame);
+    sentToGuest.forEach((f) => net.send(f));
+    const sentToNet = [4, 5, 6].map(plainFrame);
+    sentToNet.forEach((f) => qemu.write(f));
+    await toGuest.until((f) => f.length >= 3, 3000);
+    await toNet.until((f) => f.length >= 3, 3000);
+    const stats = await nicStats(nl, ["nf", "tp"]);
+    await sh("ip", "link", "set", "nfp", "down");
+    const sawCarrierLoss = await (async () => {
+      const deadline = Date.now() + 3000;
+      while (Date.now() < deadline) {
+        if (events.some((e) => e.name === "nf" && e.type === "new" && !e.lowerUp)) return true;
+        await Bun.sleep(10);
+      }
+      return false;
+    })();
+    await unlinkNic(nl, { netfront: "nf", tap: "tp" });
+    const afterUnlink = {
+      ingress: await ingressOn(nl, [first.netfront.index, first.tap.index]),
+      nf: await filtersOf(nl, first.netfront.index),
+      tp: await filtersOf(nl, first.tap.index),
+    };
+    await unlinkNic(nl, { netfront: "nf", tap: "tp", deleteTap: true });
+    const tapGone = (await sh("ip", "link", "show", "tp")).code !== 0;
+    qemu.close();
+    net.close();
+    nl.close();
+    return {
+      first, second, filtersAfterTwice,
+      sentToGuest: sentToGuest.map(hex), gotAtGuest: toGuest.frames.map(hex),
+      sentToNet: sentToNet.map(hex), gotAtNet: toNet.frames.map(hex),
+      stats, sawCarrierLoss, afterUnlink, tapGone,
+    };
+  },
+
+  async spoof() {
+    const nl = openNetlink();
+    createTap("tp");
+    const qemu = openTapAsQemu("tp");
+    await sh("ip", "link", "set", "nfp", "up");
+    const net = openPacketPort("nfp", onlyTestFrames, { split: fixedLength(FRAME_LEN) });
+    const toNet = collector();
+    net.onFrame(toNet.push);
+    await linkNic(nl, { netfront: "nf", tap: "tp", allowedSources: ["10.1.0.5", "10.2.0.0/24"] });
+    const frames = {
+      allowedIp: ipv4Frame("10.1.0.5", 1),
+      spoofedIp: ipv4Frame("10.1.0.6", 2),
+      allowedPrefix: ipv4Frame("10.2.0.77", 3),
+      allowedArp: arpFrame("10.1.0.5", 4),
+      spoofedArp: arpFrame("10.9.9.9", 5),
+      otherProtocol: plainFrame(6),
+      marker: ipv4Frame("10.1.0.5", 7),
+    };
+    for (const f of Object.values(frames)) qemu.write(f);
+    // Frames from one tap write queue are handled in order: once the marker is through, so is the rest.
+    await toNet.until((got) => got.some((f) => hex(f) === hex(frames.marker)), 3000);
+    const got = new Set(toNet.frames.map(hex));
+    const arrived = Object.fromEntries(Object.entries(frames).map(([k, f]) => [k, got.has(hex(f))]));
+    const [tp] = await nicStats(nl, ["tp"]);
+    await unlinkNic(nl, { netfront: "nf", tap: "tp", deleteTap: true });
+    qemu.close();
+    net.close();
+    nl.close();
+    return { arrived, spoofDrops: tp?.spoofDrops, guard: tp?.guard };
+  },
+
+  async errors() {
+    const nl = openNetlink();
+    createTap("tp");
+    const out: Record<string, string> = {};
+    try {
+      await linkNic(nl, { netfront: "nosuch0", tap: "tp" });
+      out.missingDevice = "no error";
+    } catch (e) {
+      out.missingDevice = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    await linkNic(nl, { netfront: "nf", tap: "tp" });
+    // A classifier this kernel does not have: the kernel says so in its extended ack.
+    const msg = redirectFilter(0, 0);
+    if (msg.kind !== "tc") throw new Error("unreachable");
+    const index = Number((await sh("cat", "/sys/class/net/tp/ifindex")).out.trim());
+    const bogus: Message = { ...msg, tcm: { ...msg.tcm, ifindex: index, info: (7 << 16) | 0x0300 }, attrs: [{ kind: "kind", value: "nosuchcls" }] };
+    try {
+      await nl.request(bogus);
+      out.missingClassifier = "no error";
+    } catch (e) {
+      out.missingClassifier = `${(e as Error).name}: ${(e as Error).message} [errno ${(e as NetlinkError).errno}]`;
+    }
+    await unlinkNic(nl, { netfront: "nf", tap: "tp", deleteTap: true });
+    nl.close();
+    return out;
+  },
+
+  /** Guest side: veth tpv <-> gv, gv in namespace GUEST_NS where udhcpc runs. */
+  async dhcp() {
+    const guestNs = process.env.GUEST_NS!;
+    const nl = openNetlink();
+    await sh("ip", "link", "set", "nfp", "up");
+    // The responder's requests must not also reach the real network: count DHCP frames there.
+    const leaked = collector();
+    const net = openPacketPort("nfp", dhcpSocketFilter());
+    net.onFrame(leaked.push);
+    await linkNic(nl, { netfront: "nf", tap: "tpv", localDhcp: true });
+    const logs: string[] = [];
+    const server = startDhcp({ tap: "tpv", lease: { clientIp: "10.137.0.42", netmask: "255.255.255.0", gateway: "10.137.0.1", dns: ["10.139.1.1", "10.139.1.2"] }, log: (m) => logs.push(m) });
+    const script = `${process.env.TMPDIR ?? "/tmp"}/udhcpc-script-${process.pid}.sh`;
+    await Bun.write(script, '#!/bin/sh\n[ "$1" = bound ] && echo "lease ip=$ip subnet=$subnet router=$router dns=$dns"\nexit 0\n');
+    await sh("chmod", "755", script);
+    const r = await sh("ip", "netns", "exec", guestNs, "busybox", "udhcpc", "-i", "gv", "-n", "-q", "-f", "-t", "3", "-T", "1", "-s", script);
+    await sh("rm", "-f", script);
+    const counters = { ...server.counters };
+    server.stop();
+    net.close();
+    await unlinkNic(nl, { netfront: "nf", tap: "tpv" });
+    nl.close();
+    return { udhcpc: { code: r.code, out: r.out, err: r.err }, counters, logs, leakedToNetfront: leaked.frames.length };
+  },
+};
+
+const name = process.argv[2] ?? "";
+const fn = scenarios[name];
+if (!fn) {
+  process.stderr.write(`unknown scenario '${name}'\n`);
+  process.exit(2);
+}
+try {
+  process.stdout.write(`${JSON.stringify(await fn())}\n`);
+  process.exit(0);
+} catch (e) {
+  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+}

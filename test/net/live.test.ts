@@ -1,0 +1,83 @@
+// Live tests against the kernel, as root, in throwaway namespaces (see live-driver.ts for the
+// topology). CI runs them as root; elsewhere they skip with a visible message.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { isRoot, must, Namespaces, scenario } from "./netns.ts";
+
+if (!isRoot) console.warn("SKIPPED test/net/live.test.ts: live network tests need root (CI runs them as root)");
+
+describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
+  const ns = new Namespaces();
+  afterAll(() => ns.cleanup());
+
+  async function stubNs(tag: string): Promise<string> {
+    const n = await ns.add(tag);
+    await must("ip", "-n", n, "link", "add", "name", "nf", "type", "veth", "peer", "name", "nfp");
+    return n;
+  }
+
+  test("frames cross the redirect both ways, byte for byte; linking twice leaves one filter per direction; unlink removes everything", async () => {
+    const n = await stubNs("r");
+    interface R {
+      first: { netfront: { index: number }; tap: { index: number } };
+      filtersAfterTwice: { nf: string[]; tp: string[] };
+      sentToGuest: string[]; gotAtGuest: string[]; sentToNet: string[]; gotAtNet: string[];
+      stats: { name: string; up: boolean; mtu: number; redirectTo?: number; redirectedPackets: number }[];
+      sawCarrierLoss: boolean;
+      afterUnlink: { ingress: number[]; nf: string[] | string; tp: string[] | string };
+      tapGone: boolean;
+    }
+    const r = await scenario<R>(n, "redirect");
+    expect(r.filtersAfterTwice).toEqual({ nf: ["prio 2 u32 handle 80000800"], tp: ["prio 2 u32 handle 80000800"] });
+    expect(r.gotAtGuest).toEqual(r.sentToGuest);
+    expect(r.gotAtNet).toEqual(r.sentToNet);
+    const nf = r.stats.find((s) => s.name === "nf")!;
+    const tp = r.stats.find((s) => s.name === "tp")!;
+    expect(nf).toMatchObject({ up: true, mtu: 1400, redirectTo: r.first.tap.index, redirectedPackets: 3 });
+    expect(tp).toMatchObject({ up: true, mtu: 1400, redirectTo: r.first.netfront.index, redirectedPackets: 3 });
+    expect(r.sawCarrierLoss).toBe(true);
+    expect(r.afterUnlink.ingress).toEqual([]);
+    expect(r.afterUnlink.nf).not.toEqual(expect.arrayContaining([expect.stringContaining("prio")]));
+    expect(r.afterUnlink.tp).not.toEqual(expect.arrayContaining([expect.stringContaining("prio")]));
+    expect(r.tapGone).toBe(true);
+  });
+
+  test("anti-spoofing: IPv4 sources and ARP senders outside the allowed prefixes are dropped and counted", async () => {
+    const n = await stubNs("s");
+    const r = await scenario<{ arrived: Record<string, boolean>; spoofDrops: number; guard: boolean }>(n, "spoof");
+    expect(r.arrived).toEqual({
+      allowedIp: true, spoofedIp: false, allowedPrefix: true, allowedArp: true, spoofedArp: false, otherProtocol: true, marker: true,
+    });
+    expect(r.guard).toBe(true);
+    expect(r.spoofDrops).toBe(2);
+  });
+
+  test("kernel errors carry the link names and the kernel's own text", async () => {
+    const n = await stubNs("e");
+    const r = await scenario<{ missingDevice: string; missingClassifier: string }>(n, "errors");
+    expect(r.missingDevice).toMatch(/^NetlinkError: find netfront 'nosuch0': ENODEV/);
+    expect(r.missingClassifier).toMatch(/^NetlinkError: .*: ENOENT \(No such file or directory\): .*classifier/i);
+  });
+});
+
+describe.skipIf(!isRoot)("live DHCP", () => {
+  const ns = new Namespaces();
+  afterAll(() => ns.cleanup());
+  let stub = "";
+  let guest = "";
+
+  beforeAll(async () => {
+    stub = await ns.add("d");
+    guest = await ns.add("g");
+    await must("ip", "-n", stub, "link", "add", "name", "nf", "type", "veth", "peer", "name", "nfp");
+    await must("ip", "-n", stub, "link", "add", "name", "tpv", "type", "veth", "peer", "name", "gv", "netns", guest);
+    await must("ip", "-n", guest, "link", "set", "gv", "up");
+  });
+
+  test("busybox udhcpc in the guest namespace gets the configured lease; nothing leaks to netfront", async () => {
+    const r = await scenario<{ udhcpc: { code: number; out: string; err: string }; counters: { offers: number; acks: number }; leakedToNetfront: number }>(stub, "dhcp", { GUEST_NS: guest });
+    expect(r.udhcpc.out, r.udhcpc.err).toContain("lease ip=10.137.0.42 subnet=255.255.255.0 router=10.137.0.1 dns=10.139.1.1 10.139.1.2");
+    expect(r.udhcpc.code).toBe(0);
+    expect(r.counters).toMatchObject({ offers: 1, acks: 1 });
+    expect(r.leakedToNetfront).toBe(0);
+  });
+});
