@@ -126,7 +126,6 @@ self.onmessage = (e) => {
       postMessage("ready");
     }
   }
-  postMessage("stopped");
 };
 `;
 
@@ -142,7 +141,7 @@ class WatchPump {
     this.worker.onmessage = (e: MessageEvent) => {
       // The Worker loads its source asynchronously: the URL may go only once it runs.
       URL.revokeObjectURL(url);
-      if (e.data !== "ready" || this.stopped) return;
+      if (this.stopped) return;
       // A readable pipe with nothing to drain should not happen; if it ever does, back off
       // instead of spinning between the two threads.
       if (this.drain() > 0) this.arm();
