@@ -115,21 +115,21 @@ export class FakeNetlink implements Netlink {
       switch (h.type) {
         case RTM_NEWQDISC: l.ingress = true; return [];
         case RTM_DELQDISC:
-          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Invalid handle.");
+          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Invalid handle");
           l.ingress = false;
           l.filters.clear();
           return [];
         case RTM_NEWTFILTER: {
-          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Parent Qdisc doesn't exists.");
+          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Parent Qdisc doesn't exists");
           l.filters.set(t.info >>> 16, { handle: t.handle, info: t.info, attrs: msg.attrs });
           return [];
         }
         case RTM_DELTFILTER:
-          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Parent Qdisc doesn't exists.");
-          if (!l.filters.delete(t.info >>> 16)) throw new NetlinkError("netlink request", ENOENT, "Filter with specified priority/protocol not found.");
+          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Parent Qdisc doesn't exists");
+          if (!l.filters.delete(t.info >>> 16)) throw new NetlinkError("netlink request", ENOENT, "Filter with specified priority/protocol not found");
           return [];
         case RTM_GETTFILTER:
-          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Parent Qdisc doesn't exists.");
+          if (!l.ingress) throw new NetlinkError("netlink request", EINVAL, "Parent Qdisc doesn't exists");
           return [...l.filters.entries()].map(([, f]) => ({
             kind: "tc", header: { type: RTM_NEWTFILTER, flags: 0, seq: 0, pid: 0 },
             tcm: { family: 0, ifindex: l.index, handle: f.handle, parent: t.parent, info: f.info }, attrs: f.attrs,

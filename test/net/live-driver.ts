@@ -11,6 +11,7 @@ import { fixedLength, openPacketPort, openTapAsQemu } from "../../ffi/packet.ts"
 import type { BpfInsn, Message } from "../../agent/net/codec.ts";
 import type { LinkEvent, Netlink } from "../../agent/net/types.ts";
 import { dhcpSocketFilter } from "../../agent/net/bpf.ts";
+import { runContract } from "./contract.ts";
 
 export const FRAME_LEN = 100;
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -93,6 +94,14 @@ const sh = async (...cmd: string[]) => {
 };
 
 const scenarios: Record<string, () => Promise<unknown>> = {
+  async contract() {
+    createTap("tp");
+    const nl = openNetlink();
+    const obs = await runContract(nl);
+    nl.close();
+    return obs;
+  },
+
   async redirect() {
     const nl = openNetlink();
     const events: LinkEvent[] = [];

@@ -1,0 +1,51 @@
+import { expect, test } from "vitest";
+import { FakeNetlink } from "../../agent/net/fake.ts";
+import { linkNic, NicConfigError, validateLink } from "../../agent/net/nic.ts";
+import { RTM_NEWTFILTER } from "../../agent/net/codec.ts";
+
+function setup() {
+  const nl = new FakeNetlink();
+  const nf = nl.addLink("eth0");
+  const tap = nl.addLink("vif7.0-emu");
+  return { nl, nf, tap };
+}
+
+test("the guard is in place on the tap before any redirect carries the guest's frames", async () => {
+  const { nl, tap } = setup();
+  await linkNic(nl, { netfront: "eth0", tap: "vif7.0-emu", allowedSources: ["10.0.0.2"] });
+  const filters = nl.requests.flatMap((m) => (m.kind === "tc" && m.header.type === RTM_NEWTFILTER ? [`${m.tcm.ifindex === tap ? "tap" : "nf"}:${m.tcm.info >>> 16}`] : []));
+  expect(filters).toEqual(["tap:1", "tap:2", "nf:2"]);
+});
+
+test("linking twice converges to one guard and one redirect per link", async () => {
+  const { nl } = setup();
+  await linkNic(nl, { netfront: "eth0", tap: "vif7.0-emu", allowedSources: ["10.0.0.2"], mtu: 9000 });
+  await linkNic(nl, { netfront: "eth0", tap: "vif7.0-emu", allowedSources: ["10.0.0.2"], mtu: 9000 });
+  expect(nl.snapshot()).toEqual({
+    eth0: { up: true, mtu: 9000, ingress: true, filters: ["2:u32"] },
+    "vif7.0-emu": { up: true, mtu: 9000, ingress: true, filters: ["1:bpf", "2:u32"] },
+  });
+});
+
+test("a bad configuration is refused with every problem and before any request", async () => {
+  const { nl } = setup();
+  const p = linkNic(nl, { netfront: "eth0/x", tap: "eth0/x", mtu: 70000, allowedSources: ["10.0.0.1/8", "nope"] });
+  await expect(p).rejects.toThrow(NicConfigError);
+  await expect(p).rejects.toThrow(/netfront 'eth0\/x' is not an interface name.*same interface.*mtu 70000.*host bits set.*'nope' is not an IPv4/);
+  expect(nl.requests).toEqual([]);
+});
+
+test("too many allowed sources are refused", () => {
+  expect(() => validateLink({ netfront: "eth0", tap: "t", allowedSources: Array.from({ length: 33 }, (_, i) => `10.0.${i}.0/24`) })).toThrow(/33 allowed sources \(at most 32\)/);
+});
+
+test("link events reach subscribers (netfront losing and regaining its backend)", async () => {
+  const { nl } = setup();
+  await linkNic(nl, { netfront: "eth0", tap: "vif7.0-emu" });
+  const seen: string[] = [];
+  nl.onLink((e) => seen.push(`${e.type} ${e.name} lowerUp=${e.lowerUp}`));
+  nl.setCarrier("eth0", false);
+  nl.setCarrier("eth0", true);
+  nl.removeLink("vif7.0-emu");
+  expect(seen).toEqual(["new eth0 lowerUp=false", "new eth0 lowerUp=true", "del vif7.0-emu lowerUp=true"]);
+});
