@@ -63,6 +63,14 @@ export async function runInit(): Promise<never> {
   const early = (e: unknown) => failBoot(e);
   process.on("uncaughtException", early);
   process.on("unhandledRejection", early);
+  // PID 1 gets no signal it has no handler for: remember a shutdown asked for during boot.
+  const earlySignals: Array<"SIGTERM" | "SIGINT"> = [];
+  const onEarlySignal = (sig: "SIGTERM" | "SIGINT") => {
+    log.warn(`${sig} during boot: stopping once supervision starts`);
+    earlySignals.push(sig);
+  };
+  process.on("SIGTERM", onEarlySignal);
+  process.on("SIGINT", onEarlySignal);
 
   let plan: QemuPlan | undefined;
   let deps: SupervisorDeps | undefined;
@@ -112,7 +120,10 @@ export async function runInit(): Promise<never> {
   }
   process.off("uncaughtException", early);
   process.off("unhandledRejection", early);
+  process.off("SIGTERM", onEarlySignal);
+  process.off("SIGINT", onEarlySignal);
   const sup = new Supervisor(plan!, deps!);
+  for (const signal of earlySignals) sup.queue.push({ kind: "signal", signal });
   // Queued before the loop's first event is handled; QEMU's relay monitor is bound by then.
   queueMicrotask(() => relay?.());
   await supervise(sup);

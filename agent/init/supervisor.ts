@@ -164,6 +164,7 @@ export class Supervisor {
       case "reportRunning":
         log.info(`QEMU ready (pid ${this.child?.pid})`);
         this.deps.health.setPhase("running");
+        this.deps.health.bootPhase("qemu_ready", Math.round(this.deps.nowMs()));
         this.startProbe();
         return;
       case "warnQmpLost":
@@ -253,6 +254,7 @@ export class Supervisor {
     deps.log.info(`QEMU pid ${child.pid}, ${Math.round(started - deps.entryMs)} ms after PID 1 entry`);
     deps.health.agentOverhead(Math.round(started - deps.entryMs));
     deps.health.qemuStarted(child.pid, Math.round(started));
+    deps.health.bootPhase("qemu_exec", Math.round(started));
     const stderrDone = this.pumpStderr(child);
     child.exited.then(
       async (exit) => {

@@ -85,6 +85,7 @@ async function runAgent(mode: Mode, o: Options): Promise<Run> {
       const { call, args } = JSON.parse(line) as { call: string; args: unknown[] };
       if (call === "setPhase") phases.push(String(args[0]));
       if (call === "agentOverhead") health.agent_overhead_ms = args[0];
+      if (call === "bootPhase") health[`boot_${String(args[0])}`] = args[1];
       if (call === "qemuStarted") health.qemu_pid = args[0];
       if (call === "qmpStatus") health.qmp_status = args[0];
       if (call === "error") health.error = args[0];
@@ -202,6 +203,7 @@ describe.each(modes)("agent as %s", (mode) => {
     expect(typeof r.health.agent_overhead_ms).toBe("number");
     expect(r.health.agent_overhead_ms as number).toBeGreaterThan(0);
     expect(r.health.qemu_pid).toBeGreaterThan(1);
+    expect(r.health.boot_qemu_ready as number).toBeGreaterThanOrEqual(r.health.boot_qemu_exec as number);
   });
 });
 
