@@ -8,8 +8,8 @@ const mac = z.string().regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, "expected a
 const ident = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "1-64 characters from [A-Za-z0-9_.-]");
 
 const disk = z.object({
-  /** Guest device name as in xl.cfg `vdev=`: hda..hdd, xvda.., sda.. */
-  vdev: z.string().regex(/^(hd[a-z]|xvd[a-z]|sd[a-z])$/, "hdX, xvdX or sdX"),
+  /** Guest device name as in xl.cfg `vdev=`: hda..hdd (IDE has four), xvda..xvdz, sda..sdz. */
+  vdev: z.string().regex(/^(hd[a-d]|xvd[a-z]|sd[a-z])$/, "hda..hdd, xvdX or sdX"),
   /** The dom0 path of the backing image or device (libxl `target=`). */
   target: z.string().min(1).max(1024),
   cdrom: z.boolean().default(false),

@@ -31,7 +31,7 @@ export const STUBDOM_START_TIMEOUT = 30;
 
 /** A stub domain's vm path: libxl generates a fresh UUID for it; ours is derived, so stable. */
 export function stubUuid(guestUuid: string): string {
-  return `${guestUuid.slice(0, 24)}${"5"}${guestUuid.slice(25)}`;
+  return `${guestUuid.slice(0, 24)}5${guestUuid.slice(25)}`;
 }
 
 export function videoRamMiB(g: GuestDescription): number {
@@ -42,7 +42,10 @@ export function videoRamMiB(g: GuestDescription): number {
 /** libxl__device_disk_dev_number: the disk index (letter) and the xenstore device number. */
 export function diskNumber(vdev: string): { disk: number; devnum: number } {
   const letter = vdev.charCodeAt(vdev.length - 1) - 97;
-  if (vdev.startsWith("xvd")) return { disk: letter, devnum: (202 << 8) | (letter << 4) };
+  if (vdev.startsWith("xvd")) {
+    // Past xvdp the 8-bit minor is full: libxl switches to the extended numbering.
+    return { disk: letter, devnum: letter < 16 ? (202 << 8) | (letter << 4) : (1 << 28) | (letter << 8) };
+  }
   if (vdev.startsWith("sd")) return { disk: letter, devnum: (8 << 8) | (letter << 4) };
   // IDE: hda/hdb on major 3, hdc/hdd on major 22, 64 minors per unit.
   const major = letter < 2 ? 3 : 22;

@@ -92,6 +92,7 @@ describe("dm-argv as libxl__build_device_model_args_new builds it for a stub dom
     expect(diskNumber("hdb")).toEqual({ disk: 1, devnum: 832 });
     expect(diskNumber("hdd")).toEqual({ disk: 3, devnum: 5696 });
     expect(diskNumber("xvdb")).toEqual({ disk: 1, devnum: 51728 });
+    expect(diskNumber("xvdq")).toEqual({ disk: 16, devnum: 268439552 });
     expect(diskNumber("sda")).toEqual({ disk: 0, devnum: 2048 });
   });
 });
