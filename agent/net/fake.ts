@@ -76,7 +76,7 @@ export class FakeNetlink implements Netlink {
       kind: "link",
       header: { type: RTM_NEWLINK, flags: 0, seq: 0, pid: 0 },
       ifi: { family: 0, type: 1, index: l.index, flags: (l.up ? IFF_UP : 0) | (l.up && l.carrier ? IFF_LOWER_UP : 0), change: 0 },
-      attrs: [{ kind: "ifname", value: l.name }, { kind: "mtu", value: l.mtu }],
+      attrs: [{ kind: "ifname", value: l.name }, { kind: "mtu", value: l.mtu }, { kind: "operstate", value: l.up && l.carrier ? 6 : 2 }],
     };
   }
 

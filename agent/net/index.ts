@@ -11,7 +11,7 @@ import { createPersistentTap, openPacketPort } from "../../ffi/packet.ts";
 import { Rtnetlink, type RtnetlinkOptions } from "../../ffi/netlink.ts";
 import type { Netlink } from "./types.ts";
 
-export { linkNic, unlinkNic, nicStats, allLinks, validateLink, NicConfigError, MAX_ALLOWED_SOURCES } from "./nic.ts";
+export { linkNic, unlinkNic, nicStats, allLinks, waitOperUp, validateLink, NicConfigError, MAX_ALLOWED_SOURCES } from "./nic.ts";
 export type { LinkOptions, LinkResult, UnlinkOptions, NicStats, LinkInfo, NicPair } from "./nic.ts";
 export { NetlinkError } from "./types.ts";
 export type { Netlink, LinkEvent } from "./types.ts";

@@ -10,6 +10,7 @@ import { ENOENT } from "./errno.ts";
 import { NetlinkError, type Netlink } from "./types.ts";
 
 const IFF_LOWER_UP = 0x10000;
+const IF_OPER_UP = 6;
 /** A guard program stays far below the classic BPF limits with this many prefixes. */
 export const MAX_ALLOWED_SOURCES = 32;
 
@@ -119,6 +120,42 @@ export async function linkNic(nl: Netlink, opts: LinkOptions): Promise<LinkResul
   return { netfront: { name: v.netfront, index: nf }, tap: { name: v.tap, index: tap }, mtu: v.mtu, guard };
 }
 
+/**
+ * Resolves true once every named link is operationally up, false after timeoutMs. linkNic
+ * returns when the configuration is in place, but the kernel activates a link's queues a
+ * little later (linkwatch; up to a second), and frames sent to it before then are dropped. A
+ * netfront without a connected backend never gets there: callers should not wait on it
+ * unconditionally. Event-driven: re-checks on each link event, never polls.
+ */
+export async function waitOperUp(nl: Netlink, names: string[], timeoutMs: number): Promise<boolean> {
+  let changed = false;
+  let wake = () => {};
+  const unsubscribe = nl.onLink(() => {
+    changed = true;
+    wake();
+  });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      changed = false;
+      const links = await allLinks(nl);
+      if (names.every((n) => links.find((l) => l.name === n)?.operUp)) return true;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      if (changed) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    unsubscribe();
+  }
+}
+
 async function deleteIfPresent(nl: Netlink, what: string, msg: Message): Promise<void> {
   try {
     await ask(nl, what, msg);
@@ -159,6 +196,8 @@ export interface LinkInfo {
   up: boolean;
   lowerUp: boolean;
   mtu: number;
+  /** RFC 2863 operational state is "up": the kernel has activated the link's queues. */
+  operUp: boolean;
   mac?: string;
   rxPackets: number;
   txPackets: number;
@@ -173,13 +212,14 @@ export async function allLinks(nl: Netlink): Promise<LinkInfo[]> {
   for (const m of await ask(nl, "list links", dumpLinks())) {
     if (m.kind !== "link") continue;
     const info: LinkInfo = {
-      index: m.ifi.index, name: "", up: (m.ifi.flags & IFF_UP) !== 0, lowerUp: (m.ifi.flags & IFF_LOWER_UP) !== 0, mtu: 0,
+      index: m.ifi.index, name: "", up: (m.ifi.flags & IFF_UP) !== 0, lowerUp: (m.ifi.flags & IFF_LOWER_UP) !== 0, mtu: 0, operUp: false,
       rxPackets: 0, txPackets: 0, rxBytes: 0, txBytes: 0, rxDropped: 0, txDropped: 0,
     };
     for (const a of m.attrs) {
       if (a.kind === "ifname") info.name = a.value;
       else if (a.kind === "mtu") info.mtu = a.value;
       else if (a.kind === "address") info.mac = a.value;
+      else if (a.kind === "operstate") info.operUp = a.value === IF_OPER_UP;
       else if (a.kind === "stats64") Object.assign(info, { rxPackets: a.value.rxPackets, txPackets: a.value.txPackets, rxBytes: a.value.rxBytes, txBytes: a.value.txBytes, rxDropped: a.value.rxDropped, txDropped: a.value.txDropped });
     }
     out.push(info);

@@ -5,7 +5,7 @@
 // Topology in the namespace: veth nf <-> nfp stands in for netfront <-> its backend (the test
 // sends and reads "network" frames on nfp), tap tp stands in for QEMU's tap (the test attaches
 // to it as QEMU would, writing and reading the guest's frames).
-import { createTap, linkNic, nicStats, openNetlink, startDhcp, unlinkNic, NetlinkError } from "../../agent/net/index.ts";
+import { createTap, linkNic, nicStats, openNetlink, startDhcp, unlinkNic, waitOperUp, NetlinkError } from "../../agent/net/index.ts";
 import { dumpFilters, dumpQdiscs, redirectFilter } from "../../agent/net/messages.ts";
 import { fixedLength, openPacketPort, openTapAsQemu } from "../../ffi/packet.ts";
 import type { BpfInsn, Message } from "../../agent/net/codec.ts";
@@ -116,6 +116,7 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     net.onFrame(toNet.push);
     const first = await linkNic(nl, { netfront: "nf", tap: "tp", mtu: 1400 });
     const second = await linkNic(nl, { netfront: "nf", tap: "tp", mtu: 1400 });
+    const operUp = await waitOperUp(nl, ["nf", "tp"], 3000);
     const filtersAfterTwice = { nf: await filtersOf(nl, first.netfront.index), tp: await filtersOf(nl, first.tap.index) };
     const sentToGuest = [1, 2, 3].map(plainFrame);
     sentToGuest.forEach((f) => net.send(f));
@@ -145,7 +146,7 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     net.close();
     nl.close();
     return {
-      first, second, filtersAfterTwice,
+      first, second, operUp, filtersAfterTwice,
       sentToGuest: sentToGuest.map(hex), gotAtGuest: toGuest.frames.map(hex),
       sentToNet: sentToNet.map(hex), gotAtNet: toNet.frames.map(hex),
       stats, sawCarrierLoss, afterUnlink, tapGone,
@@ -161,6 +162,7 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     const toNet = collector();
     net.onFrame(toNet.push);
     await linkNic(nl, { netfront: "nf", tap: "tp", allowedSources: ["10.1.0.5", "10.2.0.0/24"] });
+    const operUp = await waitOperUp(nl, ["nf", "tp"], 3000);
     const frames = {
       allowedIp: ipv4Frame("10.1.0.5", 1),
       spoofedIp: ipv4Frame("10.1.0.6", 2),
@@ -180,7 +182,7 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     qemu.close();
     net.close();
     nl.close();
-    return { arrived, spoofDrops: tp?.spoofDrops, guard: tp?.guard };
+    return { operUp, arrived, spoofDrops: tp?.spoofDrops, guard: tp?.guard };
   },
 
   async errors() {
@@ -219,9 +221,12 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     const leaked = collector();
     const net = openPacketPort("nfp", dhcpSocketFilter());
     net.onFrame(leaked.push);
-    await linkNic(nl, { netfront: "nf", tap: "tpv", localDhcp: true });
+    // The responder starts while the tap is still down, as it may at boot: its packet socket
+    // then reports ENETDOWN once, and must carry on when linkNic brings the link up.
     const logs: string[] = [];
     const server = startDhcp({ tap: "tpv", lease: { clientIp: "10.137.0.42", netmask: "255.255.255.0", gateway: "10.137.0.1", dns: ["10.139.1.1", "10.139.1.2"] }, log: (m) => logs.push(m) });
+    await linkNic(nl, { netfront: "nf", tap: "tpv", localDhcp: true });
+    const operUp = await waitOperUp(nl, ["nf", "tpv"], 3000);
     const script = `${process.env.TMPDIR ?? "/tmp"}/udhcpc-script-${process.pid}.sh`;
     await Bun.write(script, '#!/bin/sh\n[ "$1" = bound ] && echo "lease ip=$ip subnet=$subnet router=$router dns=$dns"\nexit 0\n');
     await sh("chmod", "755", script);
@@ -232,7 +237,7 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     net.close();
     await unlinkNic(nl, { netfront: "nf", tap: "tpv" });
     nl.close();
-    return { udhcpc: { code: r.code, out: r.out, err: r.err }, counters, logs, leakedToNetfront: leaked.frames.length };
+    return { operUp, udhcpc: { code: r.code, out: r.out, err: r.err }, counters, logs, leakedToNetfront: leaked.frames.length };
   },
 };
 

@@ -26,7 +26,8 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
       afterUnlink: { ingress: number[]; nf: string[] | string; tp: string[] | string };
       tapGone: boolean;
     }
-    const r = await scenario<R>(n, "redirect");
+    const r = await scenario<R & { operUp: boolean }>(n, "redirect");
+    expect(r.operUp).toBe(true);
     expect(r.filtersAfterTwice).toEqual({ nf: ["prio 2 u32 handle 80000800"], tp: ["prio 2 u32 handle 80000800"] });
     expect(r.gotAtGuest).toEqual(r.sentToGuest);
     expect(r.gotAtNet).toEqual(r.sentToNet);
@@ -43,7 +44,8 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
 
   test("anti-spoofing: IPv4 sources and ARP senders outside the allowed prefixes are dropped and counted", async () => {
     const n = await stubNs("s");
-    const r = await scenario<{ arrived: Record<string, boolean>; spoofDrops: number; guard: boolean }>(n, "spoof");
+    const r = await scenario<{ operUp: boolean; arrived: Record<string, boolean>; spoofDrops: number; guard: boolean }>(n, "spoof");
+    expect(r.operUp).toBe(true);
     expect(r.arrived).toEqual({
       allowedIp: true, spoofedIp: false, allowedPrefix: true, allowedArp: true, spoofedArp: false, otherProtocol: true, marker: true,
     });

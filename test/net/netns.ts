@@ -23,7 +23,8 @@ export class Namespaces {
     await must("ip", "netns", "add", name);
     this.names.push(name);
     // No IPv6 chatter (router solicitations, MLD): only the tests' own frames move.
-    await must("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1");
+    // (through sh, not sysctl: procps may be missing on a minimal CI machine)
+    await must("ip", "netns", "exec", name, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
     return name;
   }
 
