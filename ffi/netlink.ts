@@ -10,7 +10,7 @@ import { errno, SysError } from "./libc.ts";
 import { readLoop } from "./readloop.ts";
 import { decode, encode, extAckMessage, IFF_UP, NLM_F_ACK, NLM_F_DUMP, RTM_DELLINK, RTM_NEWLINK, split, type Message } from "../agent/net/codec.ts";
 import { NetlinkError, type LinkEvent, type Netlink } from "../agent/net/types.ts";
-import { ETIMEDOUT } from "../agent/net/errno.ts";
+import { DUMP_INTERRUPTED, EINTR, ETIMEDOUT } from "../agent/net/errno.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -24,6 +24,7 @@ const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
 const RTMGRP_LINK = 1;
 const IFF_LOWER_UP = 0x10000;
+const NLM_F_DUMP_INTR = 0x10;
 
 const symbols = {
   socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
@@ -101,6 +102,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 interface Pending {
   replies: Message[];
+  /** A dump part carried NLM_F_DUMP_INTR: the kernel's tables changed while dumping. */
+  interrupted: boolean;
   waitsForEnd: boolean;
   resolve(m: Message[]): void;
   reject(e: Error): void;
@@ -144,7 +147,7 @@ export class Rtnetlink implements Netlink {
         reject(new NetlinkError(`netlink request type ${msg.header.type}`, ETIMEDOUT, `no answer within ${timeoutMs} ms`));
       }, timeoutMs);
       const waitsForEnd = (msg.header.flags & (NLM_F_ACK | NLM_F_DUMP)) !== 0;
-      this.pending.set(seq, { replies: [], waitsForEnd, resolve, reject, timer });
+      this.pending.set(seq, { replies: [], interrupted: false, waitsForEnd, resolve, reject, timer });
       const dest = sockaddrNl(0);
       const n = c().sendto(this.fd, ptr(bytes), bytes.length, 0, ptr(dest), dest.length);
       if (Number(n) !== bytes.length) {
@@ -169,8 +172,10 @@ export class Rtnetlink implements Netlink {
       else p.reject(new NetlinkError(`netlink request`, -m.error, extAckMessage(m)));
     } else if (m.kind === "done") {
       finish();
-      p.resolve(p.replies);
+      if (p.interrupted || m.header.flags & NLM_F_DUMP_INTR) p.reject(new NetlinkError("netlink dump", EINTR, DUMP_INTERRUPTED));
+      else p.resolve(p.replies);
     } else {
+      if (m.header.flags & NLM_F_DUMP_INTR) p.interrupted = true;
       p.replies.push(m);
       if (!p.waitsForEnd) {
         finish();

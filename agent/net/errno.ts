@@ -2,6 +2,7 @@
 const names: Record<number, string> = {
   1: "EPERM (Operation not permitted)",
   2: "ENOENT (No such file or directory)",
+  4: "EINTR (Interrupted system call)",
   12: "ENOMEM (Cannot allocate memory)",
   16: "EBUSY (Device or resource busy)",
   17: "EEXIST (File exists)",
@@ -18,3 +19,6 @@ export const ENOENT = 2;
 export const ENODEV = 19;
 export const EINVAL = 22;
 export const ETIMEDOUT = 110;
+export const EINTR = 4;
+/** The kernel message-like text for an NLM_F_DUMP_INTR dump (the list may be inconsistent). */
+export const DUMP_INTERRUPTED = "dump interrupted by a concurrent change";

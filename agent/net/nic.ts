@@ -6,7 +6,7 @@ import {
   addIngress, deleteFilters, deleteIngress, deleteLink, dumpFilters, dumpLinks, dumpQdiscs,
   getLinkByName, guardFilter, PRIO_GUARD, redirectFilter, setLinkUp,
 } from "./messages.ts";
-import { ENOENT } from "./errno.ts";
+import { DUMP_INTERRUPTED, EINTR, ENOENT } from "./errno.ts";
 import { NetlinkError, type Netlink } from "./types.ts";
 
 const IFF_LOWER_UP = 0x10000;
@@ -77,13 +77,19 @@ export function validateLink(o: LinkOptions): ValidLink {
   return { netfront: o.netfront, tap: o.tap, mtu: o.mtu, allowed, localDhcp: o.localDhcp ?? false };
 }
 
-/** Runs one request; a kernel error gets the operation and link names in front of the kernel's text. */
+/**
+ * Runs one request; a kernel error gets the operation and link names in front of the kernel's
+ * text. A dump the kernel marks interrupted (its tables changed meanwhile) is asked again.
+ */
 async function ask(nl: Netlink, what: string, msg: Message): Promise<Message[]> {
-  try {
-    return await nl.request(msg);
-  } catch (e) {
-    if (e instanceof NetlinkError) throw new NetlinkError(`${what}`, e.errno, e.kernelMessage);
-    throw e;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await nl.request(msg);
+    } catch (e) {
+      if (e instanceof NetlinkError && e.errno === EINTR && e.kernelMessage === DUMP_INTERRUPTED && attempt < 3) continue;
+      if (e instanceof NetlinkError) throw new NetlinkError(`${what}`, e.errno, e.kernelMessage);
+      throw e;
+    }
   }
 }
 

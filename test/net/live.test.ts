@@ -76,7 +76,10 @@ describe.skipIf(!isRoot)("live DHCP", () => {
   });
 
   test("busybox udhcpc in the guest namespace gets the configured lease; nothing leaks to netfront", async () => {
-    const r = await scenario<{ udhcpc: { code: number; out: string; err: string }; counters: { offers: number; acks: number }; leakedToNetfront: number }>(stub, "dhcp", { GUEST_NS: guest });
+    const r = await scenario<{ udhcpc: { code: number; out: string; err: string }; counters: { offers: number; acks: number }; leakedToNetfront: number; logs: string[] }>(stub, "dhcp", { GUEST_NS: guest });
+    // Started before linkNic brought the tap up: one ENETDOWN from the socket, then it serves.
+    expect(r.logs[0]).toMatch(/^dhcp on tpv: ENETDOWN/);
+    expect(r.logs.slice(1)).toEqual([expect.stringMatching(/^DISCOVER from .* -> OFFER 10.137.0.42$/), expect.stringMatching(/^REQUEST from .* -> ACK 10.137.0.42$/)]);
     expect(r.udhcpc.out, r.udhcpc.err).toContain("lease ip=10.137.0.42 subnet=255.255.255.0 router=10.137.0.1 dns=10.139.1.1 10.139.1.2");
     expect(r.udhcpc.code).toBe(0);
     expect(r.counters).toMatchObject({ offers: 1, acks: 1 });

@@ -1,6 +1,8 @@
 import { expect, test } from "vitest";
 import { FakeNetlink } from "../../agent/net/fake.ts";
-import { linkNic, NicConfigError, validateLink } from "../../agent/net/nic.ts";
+import { linkNic, nicStats, NicConfigError, validateLink } from "../../agent/net/nic.ts";
+import { NetlinkError } from "../../agent/net/types.ts";
+import { DUMP_INTERRUPTED, EINTR } from "../../agent/net/errno.ts";
 import { RTM_NEWTFILTER } from "../../agent/net/codec.ts";
 
 function setup() {
@@ -48,4 +50,14 @@ test("link events reach subscribers (netfront losing and regaining its backend)"
   nl.setCarrier("eth0", true);
   nl.removeLink("vif7.0-emu");
   expect(seen).toEqual(["new eth0 lowerUp=false", "new eth0 lowerUp=true", "del vif7.0-emu lowerUp=true"]);
+});
+
+test("a dump the kernel reports interrupted is asked again, at most three times", async () => {
+  const { nl } = setup();
+  const real = nl.request.bind(nl);
+  let failures = 2;
+  nl.request = async (m) => (m.header.flags & 0x300 && failures-- > 0 ? Promise.reject(new NetlinkError("netlink dump", EINTR, DUMP_INTERRUPTED)) : real(m));
+  expect((await nicStats(nl, ["eth0"]))[0]!.name).toBe("eth0");
+  failures = 3;
+  await expect(nicStats(nl, ["eth0"])).rejects.toThrow(/list links: EINTR .*dump interrupted/);
 });
