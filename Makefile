@@ -33,6 +33,11 @@ typecheck: deps
 test: build typecheck
 	$(VITEST)
 
+# Benchmarks (issue 10): a table and dist/bench.json, each against its baseline in the same run;
+# fails when a measurement could not be taken. BENCH_QUICK=1 takes each measurement once.
+bench: build
+	$(BUN) test/bench/run.ts
+
 install: build
 	install -D -m 0644 dist/qemu-stubdom-linux-kernel $(DESTDIR)/usr/lib/xen/boot/qemu-stubdom-linux-kernel
 	install -D -m 0644 dist/qemu-stubdom-linux-rootfs $(DESTDIR)/usr/lib/xen/boot/qemu-stubdom-linux-rootfs
