@@ -157,6 +157,21 @@ export class RawClient {
     return this.replies.shift();
   }
 
+  /** Wait until `n` watch events have arrived (events may trail the reply that caused them). */
+  async eventCount(n: number, timeoutMs = 3000): Promise<Frame[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.events.length < n && !this.closed && Date.now() < deadline) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    return this.events;
+  }
+
   close(): void {
     this.sock.destroy();
   }

@@ -137,7 +137,7 @@ describe("protocol details", () => {
     await c.request(MsgType.INTRODUCE, strings("9", "0", "0"));
     expect(text((await c.request(MsgType.IS_DOMAIN_INTRODUCED, strings("9")))?.payload)).toBe("T\0");
     await c.request(MsgType.RELEASE, strings("9"));
-    expect(c.events.map((e) => text(e.payload))).toEqual(["@releaseDomain\0rel\0", "@releaseDomain\0rel\0"]);
+    expect((await c.eventCount(2)).map((e) => text(e.payload))).toEqual(["@releaseDomain\0rel\0", "@releaseDomain\0rel\0"]);
     c.close();
   });
 });
