@@ -45,6 +45,7 @@ export async function run(argv: string[]): Promise<number> {
       const t0 = performance.now();
       const r = await linkNic(nl, { netfront: o.netfront!, tap: o.tap!, mtu, allowedSources: o["allow-ip"], localDhcp: o["local-dhcp"] });
       const ms = (performance.now() - t0).toFixed(1);
+      for (const w of r.warnings) process.stderr.write(`stubdom-init net link: warning: ${w}\n`);
       process.stdout.write(`linked ${r.netfront.name} (${r.netfront.index}) <-> ${r.tap.name} (${r.tap.index})${r.mtu ? ` mtu ${r.mtu}` : ""}${r.guard ? " with guard" : ""} in ${ms} ms\n`);
     } else if (sub === "unlink") {
       await unlinkNic(nl, { netfront: o.netfront!, tap: o.tap!, deleteTap: o["delete-tap"] });

@@ -36,6 +36,8 @@ export interface LinkResult {
   mtu?: number;
   /** A guard filter is installed on the tap (anti-spoofing and/or local DHCP). */
   guard: boolean;
+  /** What was not done but did not stop the link (the caller logs and reports these). */
+  warnings: string[];
 }
 
 export class NicConfigError extends Error {
@@ -103,7 +105,8 @@ export async function linkIndex(nl: Netlink, name: string, role: string): Promis
 /**
  * Joins netfront and tap: both up (with the MTU), an ingress qdisc on each, on the tap first
  * the guard (when anti-spoofing or local DHCP asks for it), then a u32 match-all filter that
- * redirects every frame to the other link's egress. Running it again converges to the same
+ * redirects every frame to the other link's egress. Kernel modules needed: sch_ingress,
+ * cls_u32, act_mirred, and cls_bpf when there is a guard. Running it again converges to the same
  * state: fixed handles and priorities make the filter requests replace in place.
  */
 export async function linkNic(nl: Netlink, opts: LinkOptions): Promise<LinkResult> {
@@ -115,15 +118,25 @@ export async function linkNic(nl: Netlink, opts: LinkOptions): Promise<LinkResul
   await ask(nl, `${pair}: set ${v.tap} up${v.mtu ? ` mtu ${v.mtu}` : ""}`, setLinkUp(tap, v.mtu));
   await ask(nl, `${pair}: add ingress qdisc on ${v.netfront}`, addIngress(nf));
   await ask(nl, `${pair}: add ingress qdisc on ${v.tap}`, addIngress(tap));
-  const guard = v.allowed !== undefined || v.localDhcp;
+  let guard = v.allowed !== undefined || v.localDhcp;
+  const warnings: string[] = [];
   if (guard) {
-    await ask(nl, `${pair}: add guard filter on ${v.tap}`, guardFilter(tap, guardProgram({ allowed: v.allowed, localDhcp: v.localDhcp })));
+    const what = `${pair}: add guard filter on ${v.tap}`;
+    try {
+      await ask(nl, what, guardFilter(tap, guardProgram({ allowed: v.allowed, localDhcp: v.localDhcp })));
+    } catch (e) {
+      // Without anti-spoofing the link must stay down (fail closed). For local DHCP alone the
+      // guard only keeps the guest's requests off the real network: link anyway, and say so.
+      if (v.allowed !== undefined || !(e instanceof NetlinkError)) throw e;
+      warnings.push(`${e.message} (is cls_bpf loaded?); the guest's DHCP requests also reach ${v.netfront}`);
+      guard = false;
+    }
   } else {
     await deleteIfPresent(nl, `${pair}: remove guard filter from ${v.tap}`, deleteFilters(tap, PRIO_GUARD));
   }
   await ask(nl, `${pair}: redirect ${v.tap} -> ${v.netfront}`, redirectFilter(tap, nf));
   await ask(nl, `${pair}: redirect ${v.netfront} -> ${v.tap}`, redirectFilter(nf, tap));
-  return { netfront: { name: v.netfront, index: nf }, tap: { name: v.tap, index: tap }, mtu: v.mtu, guard };
+  return { netfront: { name: v.netfront, index: nf }, tap: { name: v.tap, index: tap }, mtu: v.mtu, guard, warnings };
 }
 
 /**

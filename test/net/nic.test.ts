@@ -61,3 +61,16 @@ test("a dump the kernel reports interrupted is asked again, at most three times"
   failures = 3;
   await expect(nicStats(nl, ["eth0"])).rejects.toThrow(/list links: EINTR .*dump interrupted/);
 });
+
+test("without cls_bpf: anti-spoofing fails closed (no redirect), DHCP-only links anyway with a warning", async () => {
+  const { nl } = setup();
+  const real = nl.request.bind(nl);
+  nl.request = async (m) =>
+    m.kind === "tc" && m.attrs.some((a) => a.kind === "kind" && a.value === "bpf") ? Promise.reject(new NetlinkError("netlink request", 2, "TC classifier not found")) : real(m);
+  await expect(linkNic(nl, { netfront: "eth0", tap: "vif7.0-emu", allowedSources: ["10.0.0.2"] })).rejects.toThrow(/add guard filter on vif7.0-emu: ENOENT .*TC classifier not found/);
+  expect(nl.snapshot()["vif7.0-emu"]!.filters).toEqual([]);
+  const r = await linkNic(nl, { netfront: "eth0", tap: "vif7.0-emu", localDhcp: true });
+  expect(r.guard).toBe(false);
+  expect(r.warnings).toEqual([expect.stringMatching(/TC classifier not found \(is cls_bpf loaded\?\); the guest's DHCP requests also reach eth0/)]);
+  expect(nl.snapshot()["vif7.0-emu"]!.filters).toEqual(["2:u32"]);
+});
