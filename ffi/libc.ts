@@ -36,6 +36,7 @@ const symbols = {
   sendmsg: { args: [i32, p, i32], returns: i64 },
   klogctl: { args: [i32, p, i32], returns: i32 },
   ioctl: { args: [i32, u64, p], returns: i32 },
+  poll: { args: [p, u64, i32], returns: i32 },
   syscall: { args: [i64, i64, p, i64], returns: i64 },
 } as const;
 
@@ -300,4 +301,16 @@ export function linkUp(ifname: string): void {
   } finally {
     libc().close(fd);
   }
+}
+
+export const POLLIN = 0x1, POLLHUP = 0x10;
+
+/** poll(2) of one fd with a zero timeout: the revents now, never waiting. */
+export function pollNow(fd: number, events = POLLIN): number {
+  const pfd = new Uint8Array(8); // struct pollfd {int fd; short events; short revents;}
+  const dv = new DataView(pfd.buffer);
+  dv.setInt32(0, fd, true);
+  dv.setInt16(4, events, true);
+  check("poll", libc().poll(pfd, 1n, 0), String(fd));
+  return dv.getInt16(6, true);
 }

@@ -30,9 +30,14 @@ const EEXIST = 17;
 export function stubdomModules(xen: boolean): ModuleRequest[] {
   const req = (name: string, params?: string): ModuleRequest => ({ name, required: true, ...(params ? { params } : {}) });
   const opt = (name: string): ModuleRequest => ({ name, required: false });
-  const net = [req("tun"), req("sch_ingress"), req("cls_u32"), req("act_mirred"), opt("cls_matchall"), opt("act_gact")];
+  // cls_bpf carries agent/net's anti-spoofing guard; optional here so that an image without it
+  // still boots (the NIC's link then reports the error).
+  const net = [
+    req("tun"), req("sch_ingress"), req("cls_u32"), req("act_mirred"), opt("cls_bpf"), opt("cls_matchall"), opt("act_gact"),
+  ];
   return xen
     ? [
+        // xenfs creates /proc/xen, where the xen setup entries mount it.
         req("xen-evtchn"), req("xen-gntdev"), req("xen-gntalloc"), req("xen-privcmd", "unrestricted=1"), req("xenfs"),
         req("xen-netfront"), req("xen-blkfront"), ...net,
       ]

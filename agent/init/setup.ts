@@ -132,7 +132,6 @@ export function baseSetup(hostname: string): SetupEntry[] {
     { kind: "mkdir", path: "/tmp", mode: 0o1777, required: true },
     // Small and noexec as in Qubes: QEMU's monitors' sockets live here, nothing else.
     { kind: "mount", source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: ["nosuid", "nodev", "noexec"], data: "size=1m,mode=1777", required: true },
-    { kind: "mkdir", path: "/proc/xen", mode: 0o755, required: false },
     { kind: "symlink", target: "/proc/self/fd", path: "/dev/fd", required: false },
     { kind: "remount", target: "/", flags: ["ro"], required: true, why: "nothing in the image should change after boot" },
     // QEMU maps guest RAM it never touches; strict accounting would refuse it in 128 MiB.

@@ -1,7 +1,7 @@
 // The two RelayChannels for dom0's QMP: a libxenvchan server under Xen, a virtio-serial port
 // in the development VM. Both wait for readiness through Bun.file(fd).stream() on an fd made
 // non-blocking (a blocking read would freeze the event loop: bun-as-pid1.md).
-import { close, errno, O, open, setNonBlocking, SysError, write } from "../../ffi/libc.ts";
+import { errno, O, open, pollNow, POLLHUP, setNonBlocking, SysError, write } from "../../ffi/libc.ts";
 import type { VchanServer } from "../../ffi/vchan.ts";
 import type { RelayChannel, RelaySession } from "./relay.ts";
 
@@ -66,51 +66,56 @@ export function vchanChannel(openServer: () => VchanServer): RelayChannel {
   };
 }
 
-/** How long a read may stay pending before we believe the host side is connected. */
-const CONNECTED_AFTER_MS = 200;
+const EBUSY = 16;
 
 /**
- * A virtio-serial port: a read returns end-of-file at once while nobody is connected on the
- * host side (vm-harness.md), and stays pending once someone is. There is no connect event, so
- * while nobody is there the port is retried every `retryMs`: the development VM only.
+ * A virtio-serial port. The port itself says whether the host side is connected: poll()
+ * reports POLLHUP while nobody is (virtio_console's port_fops_poll), and a read then returns
+ * end-of-file (vm-harness.md). There is no connect event, so while nobody is there the port
+ * is checked every `retryMs` with a zero-timeout poll: the development VM only. The port
+ * allows one open at a time, so one fd serves every session.
  */
-export function virtioChannel(path: string, retryMs = 500): RelayChannel {
+export function virtioChannel(path: string, retryMs = 250): RelayChannel {
+  let fd: number | undefined;
+  let previous: Promise<void> = Promise.resolve();
+  const openPort = async (): Promise<number> => {
+    for (;;) {
+      try {
+        return open(path, O.RDWR | O.NONBLOCK | O.NOCTTY | O.CLOEXEC);
+      } catch (e) {
+        if (!(e instanceof SysError && e.errno === EBUSY)) throw e;
+        await Bun.sleep(retryMs); // someone else has it open (a debugging session)
+      }
+    }
+  };
   return {
     async accept(): Promise<RelaySession> {
-      for (;;) {
-        const fd = open(path, O.RDWR | O.NONBLOCK | O.NOCTTY | O.CLOEXEC);
-        const reader = Bun.file(fd).stream().getReader();
-        const first = reader.read();
-        const r = await Promise.race([first, Bun.sleep(CONNECTED_AFTER_MS).then(() => "pending" as const)]);
-        if (r !== "pending" && r.done) {
-          await reader.cancel().catch(() => undefined);
-          close(fd);
-          await Bun.sleep(retryMs);
-          continue;
-        }
-        let closed = false;
-        return {
-          async *chunks() {
-            const head = r === "pending" ? await first : r;
-            if (head.done) return;
-            yield head.value;
-            for (;;) {
-              const next = await reader.read();
-              if (next.done) return;
-              yield next.value;
-            }
-          },
-          write(data) {
-            const n = write(fd, data);
-            if (n !== data.length) throw new SysError("write", errno(), `${path} (short write ${n}/${data.length})`);
-          },
-          close() {
-            if (closed) return;
-            closed = true;
-            void reader.cancel().catch(() => undefined).finally(() => close(fd));
-          },
-        };
-      }
+      await previous;
+      fd ??= await openPort();
+      const port = fd;
+      while (pollNow(port) & POLLHUP) await Bun.sleep(retryMs);
+      const reader = Bun.file(port).stream().getReader();
+      let done: (() => void) | undefined;
+      previous = new Promise<void>((r) => (done = r));
+      let closed = false;
+      return {
+        async *chunks() {
+          for (;;) {
+            const next = await reader.read();
+            if (next.done) return;
+            yield next.value;
+          }
+        },
+        write(data) {
+          const n = write(port, data);
+          if (n !== data.length) throw new SysError("write", errno(), `${path} (short write ${n}/${data.length})`);
+        },
+        close() {
+          if (closed) return;
+          closed = true;
+          void reader.cancel().catch(() => undefined).finally(() => done?.());
+        },
+      };
     },
   };
 }

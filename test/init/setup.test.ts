@@ -40,7 +40,6 @@ test("the base table logs like a shell transcript and skips what stage 0 mounted
     "info  mount -t tmpfs -o nosuid,nodev,noexec,size=1m,mode=1777 shm /dev/shm",
     "info  mkdir -p -m 1777 /tmp",
     "info  mount -t tmpfs -o nosuid,nodev,noexec,size=1m,mode=1777 tmpfs /tmp",
-    "info  mkdir -p -m 755 /proc/xen",
     "info  ln -s /proc/self/fd /dev/fd",
     "info  mount -o remount,ro /",
     "info  sysctl -w vm.overcommit_memory=1",
