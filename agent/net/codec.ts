@@ -18,11 +18,9 @@ export const RTM_DELTFILTER = 45;
 export const RTM_GETTFILTER = 46;
 
 export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP = 0x300;
 export const NLM_F_REPLACE = 0x100;
-export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 /** In an NLMSG_ERROR: the echoed request is only its header. */
 export const NLM_F_CAPPED = 0x100;

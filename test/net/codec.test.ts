@@ -85,3 +85,26 @@ describe("malformed input", () => {
     expect(() => split(new Uint8Array(16))).toThrow(/nlmsg_len 0/);
   });
 });
+
+describe("robustness", () => {
+  test("5,000 seeded mutations of captured messages decode or fail with a CodecError, never anything else", () => {
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    const samples = [bytes(linkReply), ...split(bytes(filterDumpPart)).messages, ...split(bytes(qdiscDump)).messages, ...fixtures.map((f) => bytes(f.hex))];
+    let decoded = 0;
+    for (let i = 0; i < 5000; i++) {
+      const m = samples[rand(samples.length)]!.slice();
+      for (let k = 1 + rand(4); k > 0; k--) m[16 + rand(m.length - 16)] = rand(256);
+      try {
+        decode(m);
+        decoded++;
+      } catch (e) {
+        expect(e).toBeInstanceOf(CodecError);
+      }
+    }
+    expect(decoded).toBeGreaterThan(0);
+  });
+});
