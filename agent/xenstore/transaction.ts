@@ -24,6 +24,11 @@ export function transaction<T>(xs: XenStore, body: (tx: TxId) => T, attempts = M
       }
       throw e;
     }
+    if (result instanceof Promise) {
+      // Its writes would land after the commit, outside the transaction.
+      xs.transactionEnd(tx, true);
+      throw new TypeError("transaction(): the body must be synchronous (it returned a Promise)");
+    }
     if (xs.transactionEnd(tx, false)) return result;
   }
   throw new XenStoreError("EAGAIN", "transaction", "", `still conflicting after ${attempts} attempts`);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import { Store } from "../../agent/xenstore/model.ts";
+import { transaction } from "../../agent/xenstore/transaction.ts";
 import { readDirectory, readInt, readString } from "../../agent/xenstore/util.ts";
 import { errnoOf, xenstoreContract } from "./contract.ts";
 
@@ -70,6 +71,31 @@ describe("MemoryXenStore specifics", () => {
     await Promise.resolve();
     expect(n).toBe(0);
     expect(errnoOf(() => xs.read("/z"))).toBe("EBADF");
+  });
+});
+
+describe("transaction()", () => {
+  it("refuses an async body, which would write after the commit", () => {
+    const xs = new MemoryXenStore();
+    expect(() => transaction(xs, async (tx) => xs.write("/late", "x", tx))).toThrow(/must be synchronous/);
+    expect(errnoOf(() => xs.read("/late"))).toBe("ENOENT");
+  });
+
+  it("aborts and rethrows when the body throws, and gives up after bounded EAGAINs", () => {
+    const xs = new MemoryXenStore();
+    expect(() => transaction(xs, (tx) => {
+      xs.write("/half", "x", tx);
+      throw new Error("body failed");
+    })).toThrow("body failed");
+    expect(errnoOf(() => xs.read("/half"))).toBe("ENOENT");
+    xs.write("/hot", "0");
+    let runs = 0;
+    expect(() => transaction(xs, (tx) => {
+      runs++;
+      xs.read("/hot", tx);
+      xs.write("/hot", String(runs)); // outside the transaction: always a conflict
+    }, 3)).toThrow(/EAGAIN \(still conflicting after 3 attempts\)/);
+    expect(runs).toBe(3);
   });
 });
 
