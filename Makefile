@@ -24,6 +24,7 @@ deps: .cache/deps.stamp
 	@npm ci --no-audit --no-fund --loglevel=error
 	@mkdir -p .cache && touch $@
 
+# dist/stubdom-init, dist/qemu-stubdom-linux-{kernel,rootfs,rootfs-dev}; prints a size table.
 build: deps
 	$(BUN) build.ts
 
@@ -43,5 +44,6 @@ install: build
 	install -D -m 0644 dist/qemu-stubdom-linux-rootfs $(DESTDIR)/usr/lib/xen/boot/qemu-stubdom-linux-rootfs
 	install -D -m 0755 dist/stubdom-init $(DESTDIR)/usr/bin/stubdom-init
 
+# Keeps .cache/debs and .cache/pkgs (downloads); removes build outputs and intermediates.
 clean:
-	rm -rf dist
+	rm -rf dist .cache/build
