@@ -212,6 +212,38 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     return out;
   },
 
+  /**
+   * The design choice in ffi/packet.ts: QEMU attaches to the persistent tap the agent created
+   * (no error, no new device), and its attaching and leaving reach the agent as link events.
+   */
+  async qemu() {
+    const nl = openNetlink();
+    const events: string[] = [];
+    let wake = () => {};
+    nl.onLink((e) => {
+      if (e.name === "vif9.0-emu") events.push(`${e.type} lowerUp=${e.lowerUp}`);
+      wake();
+    });
+    const waitFor = async (text: string) => {
+      const deadline = Date.now() + 10_000;
+      while (!events.includes(text) && Date.now() < deadline) await new Promise<void>((r) => { wake = r; setTimeout(r, deadline - Date.now()); });
+      return events.includes(text);
+    };
+    createTap("vif9.0-emu");
+    await linkNic(nl, { netfront: "nf", tap: "vif9.0-emu" });
+    const before = (await sh("cat", "/sys/class/net/vif9.0-emu/ifindex")).out.trim();
+    const q = Bun.spawn(["qemu-system-x86_64", "-M", "none", "-nographic", "-nodefaults", "-netdev", "tap,id=n0,ifname=vif9.0-emu,script=no,downscript=no"], { stdout: "ignore", stderr: "pipe" });
+    const attached = await waitFor("new lowerUp=true");
+    const during = (await sh("cat", "/sys/class/net/vif9.0-emu/ifindex")).out.trim();
+    q.kill();
+    await q.exited;
+    const detached = await waitFor("new lowerUp=false");
+    const qemuStderr = await new Response(q.stderr).text();
+    await unlinkNic(nl, { netfront: "nf", tap: "vif9.0-emu", deleteTap: true });
+    nl.close();
+    return { attached, detached, sameDevice: before === during, qemuStderr };
+  },
+
   /** Guest side: veth tpv <-> gv, gv in namespace GUEST_NS where udhcpc runs. */
   async dhcp() {
     const guestNs = process.env.GUEST_NS!;

@@ -53,6 +53,13 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
     expect(r.spoofDrops).toBe(2);
   });
 
+  test("QEMU attaches to the persistent tap the agent created; its arrival and exit arrive as link events", async () => {
+    const n = await stubNs("q");
+    const r = await scenario<{ attached: boolean; detached: boolean; sameDevice: boolean; qemuStderr: string }>(n, "qemu");
+    expect(r, r.qemuStderr).toMatchObject({ attached: true, detached: true, sameDevice: true });
+    expect(r.qemuStderr).not.toMatch(/could not configure|error/i);
+  });
+
   test("kernel errors carry the link names and the kernel's own text", async () => {
     const n = await stubNs("e");
     const r = await scenario<{ missingDevice: string; missingClassifier: string }>(n, "errors");
