@@ -131,6 +131,20 @@ describe("protocol details", () => {
     c.close();
   });
 
+  it("RESET_WATCHES drops the connection's watches and transactions", async () => {
+    const c = await RawClient.connect(server.socket);
+    await c.request(MsgType.WATCH, strings("/reset", "r"));
+    await c.eventCount(1);
+    const tx = text((await c.request(MsgType.TRANSACTION_START, strings("")))?.payload).replace("\0", "");
+    expect(text((await c.request(MsgType.RESET_WATCHES, new Uint8Array()))?.payload)).toBe("OK\0");
+    await c.request(MsgType.WRITE, "/reset/x\0v");
+    expect(text((await c.request(MsgType.READ, strings("/reset/x"), Number(tx)))?.payload)).toBe("ENOENT\0");
+    await Bun.sleep(100);
+    expect(c.events).toHaveLength(1);
+    expect(text((await c.request(MsgType.UNWATCH, strings("/reset", "r")))?.payload)).toBe("ENOENT\0");
+    c.close();
+  });
+
   it("fires @introduceDomain and @releaseDomain", async () => {
     const c = await RawClient.connect(server.socket);
     await c.request(MsgType.WATCH, strings("@releaseDomain", "rel"));
