@@ -18,9 +18,9 @@ import {
   vifFront,
 } from "./keys.ts";
 import { parseQemuOpts } from "./qemu-opts.ts";
-import { SNAPSHOT_FORMAT } from "./read.ts";
 import {
   LIMITS,
+  SNAPSHOT_FORMAT,
   type AgentOptions,
   type ConfigError,
   type Disk,

@@ -16,9 +16,7 @@ import {
   vifBackend,
   vifFront,
 } from "./keys.ts";
-import { LIMITS, type ReadOptions, type Snapshot, type SnapshotDir, type SnapshotValue } from "./types.ts";
-
-export const SNAPSHOT_FORMAT = "stubdom-config-snapshot/1";
+import { LIMITS, SNAPSHOT_FORMAT, type ReadOptions, type Snapshot, type SnapshotDir, type SnapshotValue } from "./types.ts";
 
 // ignoreBOM keeps a leading U+FEFF in the string, so encoding it back gives the same bytes.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

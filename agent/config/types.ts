@@ -130,8 +130,10 @@ export type SnapshotValue = string | { readonly b64: string } | { readonly error
 /** A directory listing: child names in the server's order, or null (ENOENT), or `{error}`. */
 export type SnapshotDir = readonly string[] | { readonly error: string } | null;
 
+export const SNAPSHOT_FORMAT = "stubdom-config-snapshot/1";
+
 export interface Snapshot {
-  readonly format: "stubdom-config-snapshot/1";
+  readonly format: typeof SNAPSHOT_FORMAT;
   /** The own domid the reader was given (ReadOptions.domid); null: it read the relative `domid`. */
   readonly domid: number | null;
   readonly values: Readonly<Record<string, SnapshotValue>>;
