@@ -30,6 +30,9 @@ export const NLM_F_ACK_TLVS = 0x200;
 export const IFF_UP = 0x1;
 export const AF_UNSPEC = 0;
 export const AF_PACKET = 17;
+export const AF_INET6 = 10;
+/** IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address, so the link sends no IPv6 of its own. */
+export const IN6_ADDR_GEN_MODE_NONE = 1;
 export const ETH_P_ALL = 0x0003;
 /** tcm_parent of the ingress qdisc (TC_H_INGRESS) and of filters attached to it (FFFF:FFF2). */
 export const TC_H_INGRESS = 0xfffffff1;
@@ -86,12 +89,18 @@ export interface LinkCounters {
   txDropped: number;
 }
 
+/** IFLA_INET6_* inside IFLA_AF_SPEC / AF_INET6. */
+export type Inet6Attr = { kind: "addrGenMode"; value: number } | Other;
+/** IFLA_AF_SPEC entries, by address family. */
+export type AfSpecAttr = { kind: "inet6"; value: Inet6Attr[] } | Other;
+
 export type LinkAttr =
   | { kind: "address"; value: string }
   | { kind: "ifname"; value: string }
   | { kind: "mtu"; value: number }
   | { kind: "operstate"; value: number }
   | { kind: "extMask"; value: number }
+  | { kind: "afSpec"; value: AfSpecAttr[] }
   /** Only the first counters are modelled; raw keeps the whole struct (its size grows with kernels). */
   | { kind: "stats64"; value: LinkCounters; raw: Uint8Array }
   | Other;
@@ -257,6 +266,10 @@ function writeLinkAttr(w: Writer, a: LinkAttr): void {
     case "operstate": return w.attr(16, () => w.u8(a.value));
     case "stats64": return w.attr(23, () => w.bytes(a.raw));
     case "extMask": return w.attr(29, () => w.u32(a.value));
+    case "afSpec": return w.attr(26, () => a.value.forEach((f) => {
+      if (f.kind === "other") return writeOther(w, f);
+      w.attr(10, () => f.value.forEach((x) => (x.kind === "other" ? writeOther(w, x) : w.attr(8, () => w.u8(x.value)))));
+    }));
     case "other": return writeOther(w, a);
   }
 }
@@ -420,6 +433,14 @@ function decodeLinkAttr(a: RawAttr): LinkAttr {
       };
     }
     case 29: return { kind: "extMask", value: need(p, 4, "IFLA_EXT_MASK").getUint32(0, LE) };
+    case 26:
+      return {
+        kind: "afSpec",
+        value: attrs(p, "IFLA_AF_SPEC").map((f): AfSpecAttr => f.type !== AF_INET6 ? other(f) : {
+          kind: "inet6",
+          value: attrs(f.payload, "AF_INET6").map((x): Inet6Attr => (x.type === 8 && x.payload.length === 1 ? { kind: "addrGenMode", value: x.payload[0]! } : other(x))),
+        }),
+      };
     default: return other(a);
   }
 }

@@ -11,6 +11,7 @@ const names: Record<number, string> = {
   34: "ERANGE (Numerical result out of range)",
   90: "EMSGSIZE (Message too long)",
   95: "EOPNOTSUPP (Operation not supported)",
+  97: "EAFNOSUPPORT (Address family not supported by protocol)",
   110: "ETIMEDOUT (timed out waiting for the kernel's answer)",
 };
 
@@ -20,5 +21,6 @@ export const ENODEV = 19;
 export const EINVAL = 22;
 export const ETIMEDOUT = 110;
 export const EINTR = 4;
+export const EAFNOSUPPORT = 97;
 /** The kernel message-like text for an NLM_F_DUMP_INTR dump (the list may be inconsistent). */
 export const DUMP_INTERRUPTED = "dump interrupted by a concurrent change";

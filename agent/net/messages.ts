@@ -1,7 +1,7 @@
 // The requests the agent sends, as pure builders. Each one has the shape `ip`/`tc` (iproute2
 // 6.1) send for the same operation, so test/net/fixtures.ts can compare them byte for byte.
 import {
-  AF_PACKET, AF_UNSPEC, NLA_F_NESTED, ETH_P_ALL, IFF_UP, INGRESS_QDISC_HANDLE, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+  AF_PACKET, AF_UNSPEC, IN6_ADDR_GEN_MODE_NONE, NLA_F_NESTED, ETH_P_ALL, IFF_UP, INGRESS_QDISC_HANDLE, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_REPLACE, NLM_F_REQUEST, RTM_DELLINK, RTM_DELQDISC, RTM_DELTFILTER, RTM_GETLINK, RTM_GETQDISC,
   RTM_GETTFILTER, RTM_NEWLINK, RTM_NEWQDISC, RTM_NEWTFILTER, TC_ACT_STOLEN, TC_H_INGRESS,
   TC_H_INGRESS_FILTERS, TC_U32_TERMINAL, TCA_BPF_FLAG_ACT_DIRECT, TCA_EGRESS_REDIR,
@@ -41,6 +41,16 @@ export function setLinkUp(index: number, mtu?: number, seq = 0): Message {
     header: hdr(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq),
     ifi: { family: AF_UNSPEC, type: 0, index, flags: IFF_UP, change: IFF_UP },
     attrs: mtu === undefined ? [] : [{ kind: "mtu", value: mtu }],
+  };
+}
+
+/** `ip link set dev X addrgenmode none` */
+export function noIpv6LinkLocal(index: number, seq = 0): Message {
+  return {
+    kind: "link",
+    header: hdr(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq),
+    ifi: { ...noIfi, index },
+    attrs: [{ kind: "afSpec", value: [{ kind: "inet6", value: [{ kind: "addrGenMode", value: IN6_ADDR_GEN_MODE_NONE }] }] }],
   };
 }
 

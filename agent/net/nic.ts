@@ -4,9 +4,9 @@ import { IFF_UP, TC_H_INGRESS, type Message } from "./codec.ts";
 import { guardProgram, parsePrefix, type Prefix } from "./bpf.ts";
 import {
   addIngress, deleteFilters, deleteIngress, deleteLink, dumpFilters, dumpLinks, dumpQdiscs,
-  getLinkByName, guardFilter, PRIO_GUARD, redirectFilter, setLinkUp,
+  getLinkByName, guardFilter, noIpv6LinkLocal, PRIO_GUARD, redirectFilter, setLinkUp,
 } from "./messages.ts";
-import { DUMP_INTERRUPTED, EINTR, ENOENT } from "./errno.ts";
+import { DUMP_INTERRUPTED, EAFNOSUPPORT, EINTR, ENOENT } from "./errno.ts";
 import { NetlinkError, type Netlink } from "./types.ts";
 
 const IFF_LOWER_UP = 0x10000;
@@ -114,6 +114,10 @@ export async function linkNic(nl: Netlink, opts: LinkOptions): Promise<LinkResul
   const pair = `${v.netfront} <-> ${v.tap}`;
   const nf = await linkIndex(nl, v.netfront, "netfront");
   const tap = await linkIndex(nl, v.tap, "tap");
+  // The stub domain has no business on either segment: without a link-local address its own
+  // stack sends no IPv6 (router solicitations, DAD, MLD) to the guest or the network.
+  await noIpv6(nl, `${pair}: no IPv6 link-local address on ${v.netfront}`, nf);
+  await noIpv6(nl, `${pair}: no IPv6 link-local address on ${v.tap}`, tap);
   await ask(nl, `${pair}: set ${v.netfront} up${v.mtu ? ` mtu ${v.mtu}` : ""}`, setLinkUp(nf, v.mtu));
   await ask(nl, `${pair}: set ${v.tap} up${v.mtu ? ` mtu ${v.mtu}` : ""}`, setLinkUp(tap, v.mtu));
   await ask(nl, `${pair}: add ingress qdisc on ${v.netfront}`, addIngress(nf));
@@ -172,6 +176,15 @@ export async function waitOperUp(nl: Netlink, names: string[], timeoutMs: number
     }
   } finally {
     unsubscribe();
+  }
+}
+
+async function noIpv6(nl: Netlink, what: string, index: number): Promise<void> {
+  try {
+    await ask(nl, what, noIpv6LinkLocal(index));
+  } catch (e) {
+    // A kernel without IPv6 has nothing to silence.
+    if (!(e instanceof NetlinkError && e.errno === EAFNOSUPPORT)) throw e;
   }
 }
 

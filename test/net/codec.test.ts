@@ -32,6 +32,9 @@ describe("kernel replies", () => {
     expect(m.attrs).toContainEqual({ kind: "mtu", value: 1400 });
     expect(m.attrs).toContainEqual({ kind: "address", value: "3e:6c:0d:fb:27:da" });
     expect(m.attrs.filter((a) => a.kind === "other").length).toBeGreaterThan(10);
+    const af = m.attrs.find((a) => a.kind === "afSpec");
+    const inet6 = af?.kind === "afSpec" ? af.value.find((f) => f.kind === "inet6") : undefined;
+    expect(inet6?.kind === "inet6" && inet6.value).toContainEqual({ kind: "addrGenMode", value: 0 });
     expect(hex(encode(m))).toBe(hex(raw));
   });
 

@@ -72,6 +72,26 @@ export const fixtures: Fixture[] = [
     `,
   },
   {
+    name: "no IPv6 link-local address on a link",
+    command: "ip link set dev nf0 addrgenmode none",
+    expected: m.noIpv6LinkLocal(3, 0x6b06bb7d),
+    hex: `
+      30000000  // nlmsg_len 48
+      1000      // nlmsg_type RTM_NEWLINK
+      0500      // nlmsg_flags NLM_F_REQUEST | NLM_F_ACK
+      7dbb066b  // nlmsg_seq
+      00000000  // nlmsg_pid
+      00 00 0000 // ifi_family AF_UNSPEC, pad, ifi_type
+      03000000  // ifi_index 3 (nf0)
+      00000000  // ifi_flags
+      00000000  // ifi_change: no flag changes
+      1000 1a00 // IFLA_AF_SPEC (16)
+      0c00 0a00 //   AF_INET6 (12)
+      0500 0800 //     IFLA_INET6_ADDR_GEN_MODE
+      01 000000 //       IN6_ADDR_GEN_MODE_NONE + pad
+    `,
+  },
+  {
     name: "dump all links",
     command: "ip link show",
     expected: m.dumpLinks(0x6b06b4a3),

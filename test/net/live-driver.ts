@@ -244,6 +244,21 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     return { attached, detached, sameDevice: before === during, qemuStderr };
   },
 
+  /** In a namespace with IPv6 on: the linked pair gets no IPv6 address, the unlinked peer does. */
+  async ipv6() {
+    const nl = openNetlink();
+    createTap("tp");
+    const qemu = openTapAsQemu("tp");
+    await sh("ip", "link", "set", "nfp", "up");
+    await linkNic(nl, { netfront: "nf", tap: "tp" });
+    const operUp = await waitOperUp(nl, ["nf", "tp", "nfp"], 3000);
+    const addrs = (await sh("cat", "/proc/net/if_inet6")).out.trim().split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/).at(-1));
+    qemu.close();
+    await unlinkNic(nl, { netfront: "nf", tap: "tp", deleteTap: true });
+    nl.close();
+    return { operUp, ipv6On: addrs };
+  },
+
   /** Guest side: veth tpv <-> gv, gv in namespace GUEST_NS where udhcpc runs. */
   async dhcp() {
     const guestNs = process.env.GUEST_NS!;

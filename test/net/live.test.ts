@@ -60,6 +60,17 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
     expect(r.qemuStderr).not.toMatch(/could not configure|error/i);
   });
 
+  test("the linked pair carries no IPv6 of the stub domain's own (no link-local address)", async () => {
+    const n = await ns.add("6", { ipv6: true });
+    await must("ip", "-n", n, "link", "add", "name", "nf", "type", "veth", "peer", "name", "nfp");
+    const r = await scenario<{ operUp: boolean; ipv6On: string[] }>(n, "ipv6");
+    expect(r.operUp).toBe(true);
+    // nfp, the unlinked control, shows IPv6 is on in this namespace.
+    expect(r.ipv6On).toContain("nfp");
+    expect(r.ipv6On).not.toContain("nf");
+    expect(r.ipv6On).not.toContain("tp");
+  });
+
   test("kernel errors carry the link names and the kernel's own text", async () => {
     const n = await stubNs("e");
     const r = await scenario<{ missingDevice: string; missingClassifier: string }>(n, "errors");

@@ -18,10 +18,11 @@ export class Namespaces {
   private readonly names: string[] = [];
   private readonly prefix = `sdn${process.pid % 100000}${Math.random().toString(36).slice(2, 6)}`;
 
-  async add(tag: string): Promise<string> {
+  async add(tag: string, opts: { ipv6?: boolean } = {}): Promise<string> {
     const name = `${this.prefix}${tag}`;
     await must("ip", "netns", "add", name);
     this.names.push(name);
+    if (opts.ipv6) return name;
     // No IPv6 chatter (router solicitations, MLD): only the tests' own frames move.
     // (through sh, not sysctl: procps may be missing on a minimal CI machine)
     await must("ip", "netns", "exec", name, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
