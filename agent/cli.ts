@@ -25,12 +25,13 @@ export const commands: Record<string, Command> = {
   },
   xenstored: {
     summary: "run a xenstore server on a UNIX socket (development and tests)",
-    usage: "xenstored --socket PATH [--load FILE] [--save FILE] [--trace]",
+    usage: "xenstored --socket PATH [--domain-socket S:PATH]... [--load FILE] [--save FILE] [--trace]",
     load: () => import("./xenstore/server-cli.ts"),
   },
   "simulate-toolstack": {
     summary: "write what libxl writes for a Linux stub domain, then wait for it",
-    usage: "simulate-toolstack --socket PATH --guest FILE",
+    usage:
+      "simulate-toolstack --socket PATH --guest FILE [--guest-domid G] [--stub-domid S] [--timeout SECS] [--exit-when-running] [--destroy]",
     load: () => import("./toolstack/cli.ts"),
   },
   init: {
