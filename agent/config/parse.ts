@@ -465,6 +465,9 @@ function matchNics(l: Lookups, scan: Scan, vifs: Set<number> | null, stubDomid: 
   const nics: Nic[] = [];
   const byIndex = new Map<number, string>();
   if (scan.netdevs.length > LIMITS.maxNics) l.fail(dir, `more than ${LIMITS.maxNics} tap netdevs`);
+  // Netfronts are named eth0, eth1... in probe order, which follows the vif directory's
+  // creation order; libxl creates vifs in device-number order, so vif n is eth<rank of n>.
+  const ethNames = new Map([...(vifs ?? [])].sort((a, b) => a - b).map((n, rank) => [n, `eth${rank}`]));
   // libxl names the tap vif<G>.<n>-emu and the netdev net<n>, n being the vif's device number.
   const tapName = new RegExp(`^vif${guestDomid}\\.([0-9]{1,4})-emu$`);
   for (const nd of scan.netdevs.slice(0, LIMITS.maxNics)) {
@@ -494,7 +497,7 @@ function matchNics(l: Lookups, scan: Scan, vifs: Set<number> | null, stubDomid: 
       l.fail(nd.key, `ifname ${nd.ifname} matches no vif: ${vifFront(stubDomid, index)} is missing`);
       continue;
     }
-    const nic = parseVif(index, nd, dev, stubDomid, l);
+    const nic = parseVif(index, ethNames.get(index)!, nd, dev, stubDomid, l);
     if (nic) nics.push(nic);
   }
   return nics;
@@ -553,6 +556,7 @@ function parseQubesAudio(l: Lookups, key: string, text: string): { audiovmXid: n
 
 function parseVif(
   index: number,
+  ethName: string,
   nd: { key: string; id: string; ifname: string },
   dev: { model: string; mac: string | undefined } | undefined,
   stubDomid: number,
@@ -616,7 +620,7 @@ function parseVif(
     ifname: nd.ifname,
     model: dev.model,
     guestMac: dev.mac.toLowerCase(),
-    netfront: Object.freeze({ name: `eth${index}`, mac: mac.toLowerCase(), mtu: frontMtu }),
+    netfront: Object.freeze({ name: ethName, mac: mac.toLowerCase(), mtu: frontMtu }),
     backend: Object.freeze({ domid: backendDomid, path: backend, ip: ip ? Object.freeze(ip) : null, mtu: backMtu, bridge: bridge ?? null }),
     mtu: backMtu ?? frontMtu ?? 1500,
     allowedSources: Object.freeze(ip ?? []),

@@ -65,7 +65,11 @@ export interface Nic {
   /** The emulated NIC's MAC (`-device mac=`), lower case. */
   readonly guestMac: string;
   readonly netfront: {
-    readonly name: string; // eth<n>
+    /**
+     * The expected kernel name: eth<rank of n among the vif numbers>, as netfronts probe in
+     * creation order. Code that can should confirm it via /sys/bus/xen/devices/vif-<n>/net/.
+     */
+    readonly name: string;
     readonly mac: string; // lower case
     readonly mtu: number | null; // device/vif/n/mtu if present
   };

@@ -81,6 +81,16 @@ describe("parseConfig", () => {
     expect(c.nics.map((n) => [n.index, n.ifname, n.netfront.name])).toEqual([[0, "win10-emu", "eth0"]]);
   });
 
+  test("netfront names follow the rank of the vif number, not the number", () => {
+    const f = baseFixture();
+    f.vifs.set(5, { front: { mac: "00:16:3e:00:00:15", "backend-id": "0", backend: "/local/domain/0/backend/vif/4/5" }, backendDomid: 0, back: {} });
+    f.argv = numbered([...BASE_ARGS, "-device", "e1000,id=nic5,netdev=net5,mac=00:16:3e:00:00:15", "-netdev", "type=tap,id=net5,ifname=vif3.5-emu"]);
+    expect(ok(parse(f)).nics.map((n) => [n.index, n.netfront.name])).toEqual([
+      [0, "eth0"],
+      [5, "eth1"],
+    ]);
+  });
+
   test("a vif without a netdev is a PV-only NIC, not an error", () => {
     const f = baseFixture();
     f.vifs.set(1, { front: { mac: "00:16:3e:00:00:11", "backend-id": "0", backend: "/local/domain/0/backend/vif/4/1" }, backendDomid: 0, back: {} });
