@@ -2,8 +2,9 @@
 // removed in afterAll even when a test failed.
 export const isRoot = process.getuid?.() === 0;
 
-export async function run(cmd: string[], env?: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
-  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+export async function run(cmd: string[], env?: Record<string, string>, timeoutMs = 15_000): Promise<{ code: number; out: string; err: string }> {
+  // A hung child is killed rather than left behind in a namespace that afterAll deletes.
+  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env }, timeout: timeoutMs, killSignal: "SIGKILL" });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, out, err };
 }
