@@ -25,7 +25,9 @@ import { formatModulesDep, indexModules, resolveModules, type ModuleEntry } from
 
 const root = import.meta.dir;
 const dist = join(root, "dist");
-const work = join(root, ".cache", "build");
+// Intermediates live in a directory of this run alone: several engineers (and make targets)
+// may build in one tree at once, and a shared staging directory would be emptied under a peer.
+const work = join(root, ".cache", "build", `run-${process.pid}`);
 
 /** Debian packages whose files the stub domain runs. Their Depends come along. */
 const IMAGE_PACKAGES = ["linux-image-cloud-amd64", "libc6", "qemu-system-xen", "libxenstore4", "libxenmisc4.17", "libxendevicemodel1"];
@@ -280,5 +282,7 @@ try {
   await main();
 } catch (e) {
   process.stderr.write(`build.ts: ${(e as Error).message}\n`);
-  process.exit(1);
+  process.exitCode = 1;
+} finally {
+  await rm(work, { recursive: true, force: true });
 }
