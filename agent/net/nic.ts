@@ -112,35 +112,59 @@ export async function linkIndex(nl: Netlink, name: string, role: string): Promis
 export async function linkNic(nl: Netlink, opts: LinkOptions): Promise<LinkResult> {
   const v = validateLink(opts);
   const pair = `${v.netfront} <-> ${v.tap}`;
-  const nf = await linkIndex(nl, v.netfront, "netfront");
-  const tap = await linkIndex(nl, v.tap, "tap");
-  // The stub domain has no business on either segment: without a link-local address its own
-  // stack sends no IPv6 (router solicitations, DAD, MLD) to the guest or the network.
-  await noIpv6(nl, `${pair}: no IPv6 link-local address on ${v.netfront}`, nf);
-  await noIpv6(nl, `${pair}: no IPv6 link-local address on ${v.tap}`, tap);
-  await ask(nl, `${pair}: set ${v.netfront} up${v.mtu ? ` mtu ${v.mtu}` : ""}`, setLinkUp(nf, v.mtu));
-  await ask(nl, `${pair}: set ${v.tap} up${v.mtu ? ` mtu ${v.mtu}` : ""}`, setLinkUp(tap, v.mtu));
-  await ask(nl, `${pair}: add ingress qdisc on ${v.netfront}`, addIngress(nf));
-  await ask(nl, `${pair}: add ingress qdisc on ${v.tap}`, addIngress(tap));
-  let guard = v.allowed !== undefined || v.localDhcp;
+  const [nf, tap] = await Promise.all([linkIndex(nl, v.netfront, "netfront"), linkIndex(nl, v.tap, "tap")]);
+  const mtu = v.mtu ? ` mtu ${v.mtu}` : "";
+  const wantGuard = v.allowed !== undefined || v.localDhcp;
+  const isEafnosupport = (e: unknown) => e instanceof NetlinkError && e.errno === EAFNOSUPPORT;
+  const isEnoent = (e: unknown) => e instanceof NetlinkError && e.errno === ENOENT;
+  // Without anti-spoofing the link must stay down (fail closed). For local DHCP alone the guard
+  // only keeps the guest's requests off the real network: link anyway, and say so.
+  const guardOptional = (e: unknown) => v.allowed === undefined && e instanceof NetlinkError;
+  const results = await batch(nl, [
+    // The stub domain has no business on either segment: without a link-local address its
+    // own stack sends no IPv6 (router solicitations, DAD, MLD) to the guest or the network.
+    // A kernel without IPv6 has nothing to silence.
+    { what: `${pair}: no IPv6 link-local address on ${v.netfront}`, msg: noIpv6LinkLocal(nf), tolerate: isEafnosupport },
+    { what: `${pair}: no IPv6 link-local address on ${v.tap}`, msg: noIpv6LinkLocal(tap), tolerate: isEafnosupport },
+    { what: `${pair}: set ${v.netfront} up${mtu}`, msg: setLinkUp(nf, v.mtu) },
+    { what: `${pair}: set ${v.tap} up${mtu}`, msg: setLinkUp(tap, v.mtu) },
+    { what: `${pair}: add ingress qdisc on ${v.netfront}`, msg: addIngress(nf) },
+    { what: `${pair}: add ingress qdisc on ${v.tap}`, msg: addIngress(tap) },
+    wantGuard
+      ? { what: `${pair}: add guard filter on ${v.tap}`, msg: guardFilter(tap, guardProgram({ allowed: v.allowed, localDhcp: v.localDhcp })), tolerate: guardOptional }
+      : { what: `${pair}: remove guard filter from ${v.tap}`, msg: deleteFilters(tap, PRIO_GUARD), tolerate: isEnoent },
+  ]);
   const warnings: string[] = [];
-  if (guard) {
-    const what = `${pair}: add guard filter on ${v.tap}`;
-    try {
-      await ask(nl, what, guardFilter(tap, guardProgram({ allowed: v.allowed, localDhcp: v.localDhcp })));
-    } catch (e) {
-      // Without anti-spoofing the link must stay down (fail closed). For local DHCP alone the
-      // guard only keeps the guest's requests off the real network: link anyway, and say so.
-      if (v.allowed !== undefined || !(e instanceof NetlinkError)) throw e;
-      warnings.push(`${e.message} (is cls_bpf loaded?); the guest's DHCP requests also reach ${v.netfront}`);
-      guard = false;
-    }
-  } else {
-    await deleteIfPresent(nl, `${pair}: remove guard filter from ${v.tap}`, deleteFilters(tap, PRIO_GUARD));
-  }
-  await ask(nl, `${pair}: redirect ${v.tap} -> ${v.netfront}`, redirectFilter(tap, nf));
-  await ask(nl, `${pair}: redirect ${v.netfront} -> ${v.tap}`, redirectFilter(nf, tap));
-  return { netfront: { name: v.netfront, index: nf }, tap: { name: v.tap, index: tap }, mtu: v.mtu, guard, warnings };
+  const guardError = results[results.length - 1];
+  if (wantGuard && guardError) warnings.push(`${(guardError as Error).message} (is cls_bpf loaded?); the guest's DHCP requests also reach ${v.netfront}`);
+  // Only after the guard is known to be in place does the redirect carry the guest's frames.
+  await batch(nl, [
+    { what: `${pair}: redirect ${v.tap} -> ${v.netfront}`, msg: redirectFilter(tap, nf) },
+    { what: `${pair}: redirect ${v.netfront} -> ${v.tap}`, msg: redirectFilter(nf, tap) },
+  ]);
+  return { netfront: { name: v.netfront, index: nf }, tap: { name: v.tap, index: tap }, mtu: v.mtu, guard: wantGuard && !guardError, warnings };
+}
+
+interface Step {
+  what: string;
+  msg: Message;
+  /** Errors that do not stop the batch; they are returned in the step's slot instead. */
+  tolerate?: (e: unknown) => boolean;
+}
+
+/**
+ * Sends every request before waiting for any answer: the kernel handles an rtnetlink request
+ * inside the send, in order, so a batch costs one wait instead of one per request. A request
+ * after a failed one has still run; callers put anything that depends on an earlier step in
+ * a later batch. Throws the first intolerable error in request order.
+ */
+async function batch(nl: Netlink, steps: Step[]): Promise<(unknown | undefined)[]> {
+  const settled = await Promise.allSettled(steps.map((s) => ask(nl, s.what, s.msg)));
+  return settled.map((r, i) => {
+    if (r.status === "fulfilled") return undefined;
+    if (steps[i]!.tolerate?.(r.reason)) return r.reason;
+    throw r.reason;
+  });
 }
 
 /**
@@ -176,23 +200,6 @@ export async function waitOperUp(nl: Netlink, names: string[], timeoutMs: number
     }
   } finally {
     unsubscribe();
-  }
-}
-
-async function noIpv6(nl: Netlink, what: string, index: number): Promise<void> {
-  try {
-    await ask(nl, what, noIpv6LinkLocal(index));
-  } catch (e) {
-    // A kernel without IPv6 has nothing to silence.
-    if (!(e instanceof NetlinkError && e.errno === EAFNOSUPPORT)) throw e;
-  }
-}
-
-async function deleteIfPresent(nl: Netlink, what: string, msg: Message): Promise<void> {
-  try {
-    await ask(nl, what, msg);
-  } catch (e) {
-    if (!(e instanceof NetlinkError && e.errno === ENOENT)) throw e;
   }
 }
 
