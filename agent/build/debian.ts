@@ -107,20 +107,25 @@ export function parseAptCacheDepends(text: string, skip: ReadonlySet<string> = n
 /** The roots plus everything they Depend on, recursively, minus `skip`. Sorted. */
 export async function resolveDepends(roots: readonly string[], opts: { skip?: Iterable<string> } = {}): Promise<string[]> {
   const skip = new Set(opts.skip ?? DEFAULT_SKIP);
+  const unique = [...new Set(roots)];
+  await candidates(unique);
+  // One recursive query (apt-cache is slow to start); the walk below then honours `skip`,
+  // which --recurse cannot: it also lists what only skipped packages pull in.
+  const text = await run(
+    ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
+      "--no-replaces", "--no-enhances", ...unique],
+    `resolving Depends of ${unique.join(" ")}`,
+  );
+  const deps = parseAptCacheDepends(text, skip);
   const seen = new Set<string>();
-  let frontier = [...new Set(roots)];
-  await candidates(frontier);
-  while (frontier.length > 0) {
-    for (const p of frontier) seen.add(p);
-    const text = await run(
-      ["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
-        "--no-replaces", "--no-enhances", ...frontier],
-      `resolving Depends of ${frontier.join(" ")}`,
-    );
-    const deps = parseAptCacheDepends(text, skip);
-    const next = new Set<string>();
-    for (const list of deps.values()) for (const d of list) if (!seen.has(d) && !skip.has(d)) next.add(d);
-    frontier = [...next];
+  const queue = unique.filter((r) => !skip.has(r));
+  while (queue.length > 0) {
+    const p = queue.shift() as string;
+    if (seen.has(p)) continue;
+    seen.add(p);
+    const list = deps.get(p);
+    if (!list) throw new DebianError(`apt-cache depends --recurse did not describe ${p}`);
+    for (const d of list) if (!seen.has(d) && !skip.has(d)) queue.push(d);
   }
   return [...seen].sort();
 }
