@@ -2,8 +2,11 @@
 // Bun's poller (bun-as-pid1.md). A socket error ends such a stream, yet for packet and netlink
 // sockets an error is a one-off report (ENETDOWN when the interface went down, ENOBUFS when
 // events overflowed) and the next read works: so the loop reports it and opens a new stream.
-// Errors in a row without data in between mean the fd itself is broken: give up then.
+// Those reports never come twice without a change in between (the link goes down again, the
+// queue overflows again), so they never end the loop. Other errors five times in a row without
+// data in between mean the fd itself is broken: give up then.
 const MAX_ERRORS_IN_A_ROW = 5;
+const REPORTS = new Set(["ENETDOWN", "ENOBUFS", "EAGAIN", "EINTR"]);
 
 export function readLoop(fd: number, onChunk: (chunk: Uint8Array) => void, onError: (e: unknown, fatal: boolean) => void): () => void {
   let stopped = false;
@@ -22,7 +25,7 @@ export function readLoop(fd: number, onChunk: (chunk: Uint8Array) => void, onErr
         }
       } catch (e) {
         if (stopped) return;
-        errors++;
+        if (!REPORTS.has((e as { code?: string }).code ?? "")) errors++;
         const fatal = errors >= MAX_ERRORS_IN_A_ROW;
         onError(e, fatal);
         if (fatal) return;

@@ -244,6 +244,33 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     return { attached, detached, sameDevice: before === during, qemuStderr };
   },
 
+  /** A packet socket keeps receiving after its link went down and up more times than any error budget. */
+  async flaps() {
+    await sh("ip", "link", "set", "nf", "up");
+    await sh("ip", "link", "set", "nfp", "up");
+    const errors: string[] = [];
+    const got = collector();
+    const port = openPacketPort("nf", dhcpSocketFilter(), { onError: (e) => errors.push((e as Error).message) });
+    port.onFrame(got.push);
+    for (let i = 0; i < 8; i++) {
+      await sh("ip", "link", "set", "nf", "down");
+      await sh("ip", "link", "set", "nf", "up");
+    }
+    const nl = openNetlink();
+    const operUp = await waitOperUp(nl, ["nf", "nfp"], 3000);
+    nl.close();
+    const sender = openPacketPort("nfp", [{ code: 0x06, jt: 0, jf: 0, k: 0 }]);
+    const dhcp = ipv4Frame("0.0.0.0", 9);
+    dhcp[14 + 9] = 17;
+    dhcp[14 + 22] = 0;
+    dhcp[14 + 23] = 67;
+    sender.send(dhcp);
+    const received = await got.until((f) => f.length > 0, 3000);
+    sender.close();
+    port.close();
+    return { operUp, errors, received, same: received && hex(got.frames[0]!) === hex(dhcp) };
+  },
+
   /** In a namespace with IPv6 on: the linked pair gets no IPv6 address, the unlinked peer does. */
   async ipv6() {
     const nl = openNetlink();

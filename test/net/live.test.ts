@@ -71,6 +71,15 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
     expect(r.ipv6On).not.toContain("tp");
   });
 
+  test("a packet socket survives its link flapping (one ENETDOWN per down, never giving up)", async () => {
+    const n = await stubNs("f");
+    const r = await scenario<{ operUp: boolean; errors: string[]; received: boolean; same: boolean }>(n, "flaps");
+    expect(r.operUp).toBe(true);
+    expect(r.errors.length).toBeGreaterThanOrEqual(6);
+    expect(r.errors.every((e) => e.startsWith("ENETDOWN"))).toBe(true);
+    expect(r).toMatchObject({ received: true, same: true });
+  });
+
   test("kernel errors carry the link names and the kernel's own text", async () => {
     const n = await stubNs("e");
     const r = await scenario<{ missingDevice: string; missingClassifier: string }>(n, "errors");
