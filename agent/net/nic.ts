@@ -6,7 +6,7 @@ import {
   addIngress, deleteFilters, deleteIngress, deleteLink, dumpFilters, dumpLinks, dumpQdiscs,
   getLinkByName, guardFilter, noIpv6LinkLocal, PRIO_GUARD, redirectFilter, setLinkUp,
 } from "./messages.ts";
-import { DUMP_INTERRUPTED, EAFNOSUPPORT, EINTR, ENOENT } from "./errno.ts";
+import { DUMP_INTERRUPTED, EAFNOSUPPORT, EINTR, ENODEV, ENOENT } from "./errno.ts";
 import { NetlinkError, type Netlink } from "./types.ts";
 
 const IFF_LOWER_UP = 0x10000;
@@ -218,10 +218,12 @@ export async function unlinkNic(nl: Netlink, opts: UnlinkOptions): Promise<void>
   for (const [role, name] of [["netfront", opts.netfront], ["tap", opts.tap]] as const) {
     const l = links.find((x) => x.name === name);
     if (!l) continue;
+    // A link that disappears meanwhile (ENODEV) has nothing left to undo either.
+    const gone = (e: unknown) => e instanceof NetlinkError && e.errno === ENODEV;
     if (qdiscs.some((q) => q.kind === "tc" && q.tcm.ifindex === l.index)) {
-      await ask(nl, `unlink ${opts.netfront} <-> ${opts.tap}: remove ingress qdisc from ${role} ${name}`, deleteIngress(l.index));
+      await batch(nl, [{ what: `unlink ${opts.netfront} <-> ${opts.tap}: remove ingress qdisc from ${role} ${name}`, msg: deleteIngress(l.index), tolerate: gone }]);
     }
-    if (role === "tap" && opts.deleteTap) await ask(nl, `delete tap ${name}`, deleteLink(l.index));
+    if (role === "tap" && opts.deleteTap) await batch(nl, [{ what: `delete tap ${name}`, msg: deleteLink(l.index), tolerate: gone }]);
   }
 }
 
@@ -271,7 +273,7 @@ export interface NicStats extends LinkInfo {
   ingress: boolean;
   /** Index of the link this one redirects to, if any. */
   redirectTo?: number;
-  /** Frames and bytes the redirect action sent on. */
+  /** Frames and bytes that reached the redirect action (failed redirects included). */
   redirectedPackets: number;
   redirectedBytes: number;
   /** Redirects that failed (peer down or gone); the kernel drops those frames too. */
