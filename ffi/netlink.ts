@@ -1,7 +1,7 @@
 // rtnetlink sockets through bun:ffi. Two sockets: one for requests (replies matched by
 // sequence number) and, only when someone subscribes, one bound to RTNLGRP_LINK for link
-// events. Keeping events off the request socket means a notification can never be mistaken
-// for a reply (since Linux 6.3 link notifications carry the requester's sequence number).
+// events. Separate receive queues mean a burst of events (many links changing at once) can
+// overflow only the event socket (ENOBUFS: re-read the links), never lose a request's ack.
 //
 // Reads never block the event loop: the sockets are non-blocking and read through
 // ffi/readloop.ts. A chunk may hold several datagrams; codec.split() cuts them at nlmsg_len.
