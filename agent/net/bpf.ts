@@ -132,12 +132,25 @@ export function guardProgram(opts: GuardOptions): BpfInsn[] {
     L.push({ op: JEQ_K, k: DHCP_SERVER_PORT, jt: "local", jf: "src" });
   }
   L.push({ label: "src" });
-  if (enforce) matchAllowed(26);
-  else L.push({ op: RET_K, k: TC_ACT_UNSPEC });
+  if (enforce) {
+    // An unconfigured client asks for an address from 0.0.0.0: let DHCP requests through, as
+    // Xen's own anti-spoofing rules do (vif-common.sh), and nothing else from 0.0.0.0.
+    L.push({ op: LD_W_ABS, k: 26 }, { op: JEQ_K, k: 0, jt: "zero", jf: "nonzero" }, { label: "nonzero" });
+    matchAllowed(26);
+    L.push({ label: "zero" });
+    L.push({ op: LD_B_ABS, k: 23 }, { op: JEQ_K, k: IPPROTO_UDP, jt: "zudp", jf: "drop" }, { label: "zudp" });
+    L.push({ op: LD_H_ABS, k: 20 }, { op: JSET_K, k: 0x1fff, jt: "drop", jf: "zfirst" }, { label: "zfirst" });
+    L.push({ op: LDX_B_MSH, k: 14 }, { op: LD_H_IND, k: 16 });
+    L.push({ op: JEQ_K, k: DHCP_SERVER_PORT, jt: "pass", jf: "drop" });
+  } else {
+    L.push({ op: RET_K, k: TC_ACT_UNSPEC });
+  }
   if (enforce) {
     L.push({ label: "arp" });
     // Only Ethernet/IPv4 ARP has its sender address at offset 28.
     L.push({ op: LD_W_ABS, k: 16 }, { op: JEQ_K, k: 0x08000604, jt: "arpIpv4", jf: "drop" }, { label: "arpIpv4" });
+    // Sender 0.0.0.0 is an RFC 5227 address probe: receivers answer it but cache nothing.
+    L.push({ op: LD_W_ABS, k: 28 }, { op: JEQ_K, k: 0, jt: "pass", jf: "arpSender" }, { label: "arpSender" });
     matchAllowed(28);
   }
   L.push({ label: "drop" }, { op: RET_K, k: TC_ACT_SHOT });

@@ -32,8 +32,16 @@ describe("tap guard", () => {
     ["a later fragment is not DHCP: source checked", udp("0.0.0.0", 67, 0x0010), SHOT],
     ["UDP to another port from a spoofed source", udp("10.9.9.9", 53), SHOT],
     ["IPv6 is not checked", frame(0x86dd, []), UNSPEC],
+    ["ARP probe (sender 0.0.0.0)", arp("0.0.0.0"), UNSPEC],
   ])("%s", (_name, f, verdict) => {
     expect(runBpf(guard, f)).toBe(verdict);
+  });
+  test("without local DHCP, a DHCP request from 0.0.0.0 goes on to the network; nothing else from 0.0.0.0 does", () => {
+    const p = guardProgram({ allowed: prefixes("10.1.0.5") });
+    expect(runBpf(p, udp("0.0.0.0", 67))).toBe(UNSPEC);
+    expect(runBpf(p, udp("0.0.0.0", 53))).toBe(SHOT);
+    expect(runBpf(p, udp("0.0.0.0", 67, 0x0010))).toBe(SHOT);
+    expect(runBpf(p, tcp("0.0.0.0"))).toBe(SHOT);
   });
   test("a VLAN-tagged frame is dropped when enforcing", () => {
     expect(runBpf(guard, tcp("10.1.0.5"), { vlan: true })).toBe(SHOT);

@@ -170,6 +170,14 @@ const scenarios: Record<string, () => Promise<unknown>> = {
       allowedArp: arpFrame("10.1.0.5", 4),
       spoofedArp: arpFrame("10.9.9.9", 5),
       otherProtocol: plainFrame(6),
+      dhcpFromZero: (() => {
+        const f = ipv4Frame("0.0.0.0", 8);
+        f[14 + 22] = 0;
+        f[14 + 23] = 67;
+        return f;
+      })(),
+      udpFromZero: ipv4Frame("0.0.0.0", 9),
+      arpProbe: arpFrame("0.0.0.0", 10),
       marker: ipv4Frame("10.1.0.5", 7),
     };
     for (const f of Object.values(frames)) qemu.write(f);

@@ -47,10 +47,11 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
     const r = await scenario<{ operUp: boolean; arrived: Record<string, boolean>; spoofDrops: number; guard: boolean }>(n, "spoof");
     expect(r.operUp).toBe(true);
     expect(r.arrived).toEqual({
-      allowedIp: true, spoofedIp: false, allowedPrefix: true, allowedArp: true, spoofedArp: false, otherProtocol: true, marker: true,
+      allowedIp: true, spoofedIp: false, allowedPrefix: true, allowedArp: true, spoofedArp: false, otherProtocol: true,
+      dhcpFromZero: true, udpFromZero: false, arpProbe: true, marker: true,
     });
     expect(r.guard).toBe(true);
-    expect(r.spoofDrops).toBe(2);
+    expect(r.spoofDrops).toBe(3);
   });
 
   test("QEMU attaches to the persistent tap the agent created; its arrival and exit arrive as link events", async () => {
