@@ -10,6 +10,7 @@ import { parseModulesDep, resolveModules } from "../../agent/build/modules.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const rootfs = join(root, "dist/qemu-stubdom-linux-rootfs");
+const devRootfs = join(root, "dist/qemu-stubdom-linux-rootfs-dev");
 let dir: string;
 
 function sh(cmd: string, cwd = dir): string {
@@ -65,5 +66,25 @@ describe("dist/qemu-stubdom-linux-rootfs", () => {
     const index = parseModulesDep(await readFile(join(base, "modules.dep"), "utf8"));
     const wanted = ["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "xen-netfront", "xen-blkfront", "tun", "sch_ingress", "cls_u32", "cls_matchall", "act_mirred", "act_gact", "virtio_net", "virtio_console", "virtio_pci"];
     for (const m of resolveModules(index, wanted)) expect(existsSync(join(base, m.path)), m.path).toBe(true);
+  });
+});
+
+describe("dist/qemu-stubdom-linux-rootfs-dev", () => {
+  test("adds TCG QEMU with its libraries, busybox and SeaBIOS to the same layout", async () => {
+    if (!existsSync(devRootfs)) throw new Error(`${devRootfs} is missing: run \`make build\` first`);
+    const d = await mkdtemp(join(tmpdir(), "dist-dev-test-"));
+    try {
+      sh(`zstd -dc ${devRootfs} | cpio -i --quiet --make-directories --no-absolute-filenames init usr.squashfs`, d);
+      const files = sh("unsquashfs -lc usr.squashfs", d).trim().split("\n").map((f) => f.replace(/^squashfs-root\//, "/usr/"));
+      for (const p of ["/usr/bin/stubdom-init", "/usr/libexec/xen-qemu-system-i386", "/usr/bin/qemu-system-x86_64", "/usr/bin/busybox", "/usr/share/seabios/bios-256k.bin"]) {
+        expect(files, p).toContain(p);
+      }
+      sh(`unsquashfs -q -n -d ${join(d, "usr")} usr.squashfs bin/qemu-system-x86_64 >/dev/null`, d);
+      const qemu = await readElf(join(d, "usr/bin/qemu-system-x86_64"));
+      for (const n of qemu.needed) expect(files, n).toContain(`/usr/lib/x86_64-linux-gnu/${n}`);
+      expect(Buffer.compare(await readFile(join(d, "init")), await readFile(join(dir, "init")))).toBe(0);
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
   });
 });
