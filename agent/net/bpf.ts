@@ -133,8 +133,9 @@ export function guardProgram(opts: GuardOptions): BpfInsn[] {
   }
   L.push({ label: "src" });
   if (enforce) {
-    // An unconfigured client asks for an address from 0.0.0.0: let DHCP requests through, as
-    // Xen's own anti-spoofing rules do (vif-common.sh), and nothing else from 0.0.0.0.
+    // An unconfigured client asks for an address from 0.0.0.0. Xen's anti-spoofing rules
+    // (tools/hotplug/Linux/vif-common.sh) always let a domain reach a DHCP server; here that
+    // takes only DHCP requests from 0.0.0.0, and nothing else from 0.0.0.0.
     L.push({ op: LD_W_ABS, k: 26 }, { op: JEQ_K, k: 0, jt: "zero", jf: "nonzero" }, { label: "nonzero" });
     matchAllowed(26);
     L.push({ label: "zero" });
