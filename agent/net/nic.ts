@@ -237,8 +237,11 @@ export interface LinkInfo {
   up: boolean;
   lowerUp: boolean;
   mtu: number;
-  /** RFC 2863 operational state is "up": the kernel has activated the link's queues. */
-  operUp: boolean;
+  /**
+   * RFC 2863 operational state is "up": the kernel has activated the link's queues. Optional
+   * only so that records built before it existed still type-check; allLinks always sets it.
+   */
+  operUp?: boolean;
   mac?: string;
   rxPackets: number;
   txPackets: number;
