@@ -125,6 +125,8 @@ export class Rtnetlink implements Netlink {
   private readonly fd: number;
   private seq = Math.floor(Date.now() / 1000) >>> 0;
   private readonly pending = new Map<number, Pending>();
+  /** The end of the queue of dumps (see request). */
+  private dumps: Promise<void> = Promise.resolve();
   private readonly stopReq: () => void;
   private events?: { fd: number; stop: () => void };
   private readonly listeners = new Set<(ev: LinkEvent) => void>();
@@ -136,6 +138,16 @@ export class Rtnetlink implements Netlink {
   }
 
   request(msg: Message, o: { timeoutMs?: number } = {}): Promise<Message[]> {
+    if ((msg.header.flags & NLM_F_DUMP) !== NLM_F_DUMP) return this.send(msg, o);
+    // A netlink socket runs one dump at a time (a second one gets EBUSY), so dumps from
+    // independent callers (health reports, linkNic, the CLI) wait their turn. Other requests
+    // go at once: they are sent within this call, in call order, which batches rely on.
+    const turn = this.dumps.then(() => this.send(msg, o));
+    this.dumps = turn.then(() => undefined, () => undefined);
+    return turn;
+  }
+
+  private send(msg: Message, o: { timeoutMs?: number }): Promise<Message[]> {
     if (this.closed) return Promise.reject(new Error("netlink: socket closed"));
     this.seq = (this.seq + 1) >>> 0 || 1;
     const seq = this.seq;
