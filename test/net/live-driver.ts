@@ -5,7 +5,7 @@
 // Topology in the namespace: veth nf <-> nfp stands in for netfront <-> its backend (the test
 // sends and reads "network" frames on nfp), tap tp stands in for QEMU's tap (the test attaches
 // to it as QEMU would, writing and reading the guest's frames).
-import { createTap, linkNic, nicStats, openNetlink, startDhcp, unlinkNic, waitOperUp, NetlinkError } from "../../agent/net/index.ts";
+import { allLinks, createTap, linkNic, nicStats, openNetlink, startDhcp, unlinkNic, waitOperUp, NetlinkError } from "../../agent/net/index.ts";
 import { dumpFilters, dumpQdiscs, redirectFilter } from "../../agent/net/messages.ts";
 import { fixedLength, openPacketPort, openTapAsQemu } from "../../ffi/packet.ts";
 import type { BpfInsn, Message } from "../../agent/net/codec.ts";
@@ -277,6 +277,15 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     sender.close();
     port.close();
     return { operUp, errors, received, same: received && hex(got.frames[0]!) === hex(dhcp) };
+  },
+
+  /** Many links: the link dump spans several ~32 KB datagrams that the reader may merge. */
+  async bigdump() {
+    const nl = openNetlink();
+    const links = await nicStats(nl, []);
+    const names = (await allLinks(nl)).map((l) => l.name);
+    nl.close();
+    return { count: names.length, sample: names.filter((n) => /^a(1|75|150)$/.test(n)).sort(), withIngress: links.length };
   },
 
   /** In a namespace with IPv6 on: the linked pair gets no IPv6 address, the unlinked peer does. */

@@ -81,6 +81,17 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
     expect(r).toMatchObject({ received: true, same: true });
   });
 
+  test("a link dump spanning several datagrams decodes completely (300 veths)", async () => {
+    const n = await ns.add("b");
+    const batch = Array.from({ length: 150 }, (_, i) => `link add name a${i + 1} type veth peer name b${i + 1}`).join("\n");
+    const file = `${process.env.TMPDIR ?? "/tmp"}/net-batch-${process.pid}.txt`;
+    await Bun.write(file, `${batch}\n`);
+    await must("ip", "-n", n, "-batch", file);
+    await must("rm", "-f", file);
+    const r = await scenario<{ count: number; sample: string[]; withIngress: number }>(n, "bigdump");
+    expect(r).toEqual({ count: 301, sample: ["a1", "a150", "a75"], withIngress: 0 });
+  });
+
   test("kernel errors carry the link names and the kernel's own text", async () => {
     const n = await stubNs("e");
     const r = await scenario<{ missingDevice: string; missingClassifier: string }>(n, "errors");
