@@ -10,7 +10,7 @@ import { PR_SET_CHILD_SUBREAPER, prctl, sync } from "../../ffi/libc.ts";
 import { createLogger, stderrSink, uptimeClock, type Level } from "../log.ts";
 import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
 import { Supervisor, type QemuPlan } from "./supervisor.ts";
-import { realSupervisorDeps, supervise } from "./wiring.ts";
+import { processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const PlanSchema = z.strictObject({
   binary: z.string().min(1),
@@ -102,7 +102,7 @@ export async function run(argv: string[]): Promise<number> {
     health,
     consoles: { 1: values.console1, 2: values.console2 },
     nowMs,
-    entryMs: nowMs() - performance.now(),
+    entryMs: processStartMs(nowMs()),
   });
   await supervise(new Supervisor(plan, deadlines ? { ...deps, deadlines } : deps));
   return 0;

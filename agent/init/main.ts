@@ -27,12 +27,14 @@ import { vchanServer } from "../../ffi/vchan.ts";
 import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
 import { runQmpRelay, type RelayChannel } from "../qemu/relay.ts";
 import { unixTransport } from "../qemu/unix-transport.ts";
-import { realSupervisorDeps, supervise } from "./wiring.ts";
+import { processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const clock = uptimeClock();
 const nowMs = () => clock() * 1000;
-/** PID 1 entry in ms since kernel start: the runtime's own start, before any of our code. */
-const entryMs = nowMs() - performance.now();
+/** PID 1 entry in ms since kernel start: the kernel starting /init (stage 0, then us). */
+const entryMs = processStartMs(nowMs());
+/** The JS runtime's start: the gap to the first log line is Bun loading the program. */
+const runtimeMs = nowMs() - performance.now();
 
 /** A boot failure that is the configuration's fault, not the machine's. */
 class ConfigFailure extends Error {
@@ -76,7 +78,9 @@ export async function runInit(): Promise<never> {
   let deps: SupervisorDeps | undefined;
   let relay: (() => void) | undefined;
   try {
-    log.info(`stubdom-init: PID 1 entered at ${(entryMs / 1000).toFixed(3)} s since kernel start`);
+    log.info(
+      `stubdom-init: PID 1 created at ${(entryMs / 1000).toFixed(2)} s, JS runtime at ${(runtimeMs / 1000).toFixed(3)} s since kernel start`,
+    );
     boot.run("setup", () => runSetup(baseSetup("stubdom"), realSetupSys, log));
     const xen = boot.run("detect", () => detectXen(log));
     const options = boot.run("options", () => readOptions(log));

@@ -1,6 +1,6 @@
 // Connects the supervisor to the process (signals, uncaught errors) and to the real kernel
 // (sockets, consoles, reaping). Shared by the real boot and by `stubdom-init init`.
-import { unlinkSync } from "node:fs";
+import { readFileSync, unlinkSync } from "node:fs";
 import { close, listenUnixForChild, makeRaw, O, open, peekExitedChild, reapChild, SysError } from "../../ffi/libc.ts";
 import type { Logger } from "../log.ts";
 import { QmpClient } from "../qemu/qmp.ts";
@@ -78,4 +78,24 @@ export function supervise(sup: Supervisor): Promise<void> {
     sup.queue.push({ kind: "fatal", reason: `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` }),
   );
   return sup.run();
+}
+
+/** USER_HZ: /proc's clock ticks are 1/100 s on every Linux architecture we run on. */
+const CLOCK_TICKS_PER_S = 100;
+
+/**
+ * When this process was created, in ms since kernel start (/proc/self/stat starttime, the same
+ * boot-based clock as /proc/uptime). For PID 1 that is the kernel starting /init: stage 0 and
+ * Bun's own start-up are then counted in the agent's overhead, as they should be. Falls back
+ * to the JS runtime's start when /proc cannot say.
+ */
+export function processStartMs(nowMs: number): number {
+  try {
+    const stat = readFileSync("/proc/self/stat", "latin1");
+    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    if (Number.isFinite(ticks) && ticks > 0) return (ticks * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    // fall through
+  }
+  return nowMs - performance.now();
 }
