@@ -184,7 +184,7 @@ export const nestedXen: Measurement = {
         images: { ours: { kernel: join(ROOT, "dist/qemu-stubdom-linux-kernel"), rootfs: join(ROOT, "dist/qemu-stubdom-linux-rootfs") }, baseline },
         agent: join(ROOT, "dist/stubdom-init"),
         plan,
-        timeoutS: 40 * 60,
+        timeoutS: (quick ? 20 : 30) * 60,
       });
       // What finished before a failure still counts; the rest is missing for its reason.
       const r = parseBench(log);
