@@ -57,6 +57,7 @@ export interface SupervisorDeps {
 }
 
 const STDERR_DRAIN_MS = 1000;
+const EXIT_GRACE_MS = 200;
 
 export const MONITORS = { agent: "qmp-agent", relay: "qmp-relay" } as const;
 
@@ -288,6 +289,10 @@ export class Supervisor {
       const why = await qmp.closed;
       this.queue.push({ kind: "qemu", event: "qmpFailed", detail: why.message });
     } catch (e) {
+      // A QEMU that is dying breaks its monitor first: let its exit (code, stderr) be the
+      // event that explains the failure when it comes at once.
+      const child = this.child;
+      if (child) await Promise.race([child.exited.catch(() => undefined), Bun.sleep(EXIT_GRACE_MS)]);
       this.queue.push({ kind: "qemu", event: "qmpFailed", detail: (e as Error).message });
     }
   }

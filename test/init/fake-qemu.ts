@@ -6,6 +6,7 @@
 //   --mode hang       serve QMP but ignore `quit` and SIGTERM (only SIGKILL ends it)
 //   --mode slow       wait --after ms before accepting QMP, then behave like ok
 //   --mode refuse     accept connections but never greet
+//   --mode die-on-qmp exit with --code as soon as the monitor is spoken to (dies mid-setup)
 //   --mode flood      write --lines stderr lines as fast as possible, then crash with 5 more
 //   --mode orphans    orphan --count grandchildren (sleep 0.3), then exit --code after --after ms
 import net from "node:net";
@@ -53,6 +54,10 @@ function serveQmp(fd: number): void {
         buf = buf.slice(nl + 1);
         const msg = JSON.parse(line) as { execute: string; id?: unknown; arguments?: Record<string, unknown> };
         const reply = (ret: unknown) => sock.write(`${JSON.stringify({ return: ret, id: msg.id })}\r\n`);
+        if (mode === "die-on-qmp") {
+          process.stderr.write("fake-qemu: dying during QMP setup\n", () => process.exit(code));
+          return;
+        }
         switch (msg.execute) {
           case "quit":
             reply({});

@@ -163,6 +163,15 @@ describe.each(modes)("agent as %s", (mode) => {
     expect(r.hypervisor).toEqual(["shutdownGuest 5 crash"]);
   });
 
+  test("a QEMU dying during QMP setup is reported by its exit, and the hypervisor told once", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "die-on-qmp", "--code", "9"] });
+    expect(r.code, r.log).toBe(EXIT_CODES.crash);
+    expect(r.health.exit_code).toBe(9);
+    expect(String(r.health.exit_stderr)).toMatch(/dying during QMP setup/);
+    expect(String(r.health.error)).toMatch(/QEMU exited on its own \(code 9\)/);
+    expect(r.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+  });
+
   test("a stderr flood is bounded on the console and the last lines still reach the report", async () => {
     const r = await runAgent(mode, { fake: ["--mode", "flood", "--lines", "100000", "--after", "100"] });
     expect(r.code, r.log).toBe(EXIT_CODES.crash);
