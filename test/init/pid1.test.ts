@@ -122,6 +122,17 @@ describe.each(modes)("agent as %s", (mode) => {
     expect(r.hypervisor).toEqual([]);
   });
 
+  test("crash policy hold stays up after the crash until SIGTERM, without calling the hypervisor", async () => {
+    const r = await runAgent(mode, {
+      fake: ["--mode", "crash", "--after", "100"],
+      plan: { crash: "hold" },
+      signal: { when: /crash policy hold/, send: "SIGTERM", delayMs: 300 },
+    });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(r.phases).toEqual(["starting", "running", "crashed"]);
+    expect(r.hypervisor).toEqual([]);
+  });
+
   test("SIGTERM: QMP quit, QEMU exits 0, clean power off, no crash report", async () => {
     const r = await runAgent(mode, {
       fake: ["--mode", "ok"],
