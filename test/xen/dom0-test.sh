@@ -1,0 +1,102 @@
+#!/bin/sh
+# The end-to-end checks, run in dom0 after the toolstack is up. Every outcome is one console
+# line the host harness parses: "E2E PASS|FAIL|INFO <check> [detail]", "E2E TIME <name> <ms>".
+# Parameters come from the dom0 kernel command line (e2e.kind=ours|baseline, e2e.mem=MiB,
+# e2e.mode=full|create), so one cached dom0 image serves every run.
+param() { sed -n "s/.*\\be2e\\.$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
+ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+pass() { echo "E2E PASS $*"; }
+fail() { echo "E2E FAIL $*"; }
+kind=$(param kind); mode=$(param mode); mem=$(param mem)
+guest=e2e-guest
+mac=00:16:3e:e2:e0:01
+
+ip link add xenbr0 type bridge && ip link set xenbr0 up || fail dom0-bridge
+dd if=/dev/zero of=/e2e/disk.img bs=1M count=8 2>/dev/null
+losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
+
+{
+  echo "name=\"$guest\""
+  echo 'type="hvm"'
+  echo 'memory=64'
+  echo 'vcpus=1'
+  echo 'device_model_version="qemu-xen"'
+  echo 'device_model_stubdomain_override=1'
+  echo 'stubdomain_kernel="/e2e/stub-kernel"'
+  echo 'stubdomain_ramdisk="/e2e/stub-rootfs"'
+  [ -n "$mem" ] && echo "stubdomain_memory=$mem"
+  echo "vif=[\"bridge=xenbr0,mac=$mac,model=rtl8139\"]"
+  echo 'disk=["phy:/dev/loop0,hda,w"]'
+  echo 'boot="n"'
+  echo 'vnc=0'
+  echo 'on_crash="destroy"'
+} > /e2e/guest.cfg
+echo "E2E INFO config kind=$kind stubdomain_memory=${mem:-default}"
+
+t0=$(ms)
+if xl create /e2e/guest.cfg > /e2e/xl-create.log 2>&1; then
+  pass xl-create
+  created=1
+else
+  fail xl-create "$(tail -n 3 /e2e/xl-create.log | tr '\n' ' ')"
+  created=0
+fi
+echo "E2E TIME xl-create-ms $(( $(ms) - t0 ))"
+sed 's/^/XL| /' /e2e/xl-create.log
+
+dm_log() { sed 's/^/STUB| /' /var/log/xen/qemu-dm-$guest.log 2>/dev/null; }
+if [ "$created" = 1 ] && [ "$mode" = full ]; then
+  guest_id=$(xl domid $guest)
+  stub_id=$(xl domid $guest-dm)
+  echo "E2E INFO domids guest=$guest_id stub=$stub_id"
+  xl list
+
+  if [ "$kind" = ours ]; then
+    if stubdom-init status "$guest_id" > /e2e/status.log 2>&1; then pass status-running; else fail status-running; fi
+    sed 's/^/STATUS| /' /e2e/status.log
+  fi
+
+  out=$(xl qemu-monitor-command $guest "info status" 2>&1)
+  case "$out" in
+    *running*) pass qmp-vchan "$out" ;;
+    *) fail qmp-vchan "$out" ;;
+  esac
+
+  # The guest's NIC ROM (iPXE, boot="n") sends DHCP requests; the bridge learning the guest's
+  # MAC on the stub domain's vif proves frames went guest NIC -> QEMU -> tap -> netfront -> dom0.
+  seen=0
+  for i in $(seq 60); do
+    if bridge fdb show br xenbr0 | grep -qi "^$mac "; then seen=1; break; fi
+    sleep 1
+  done
+  if [ $seen = 1 ]; then pass nic-frames "$(bridge fdb show br xenbr0 | grep -i "^$mac ")"; else fail nic-frames "no $mac on xenbr0"; fi
+  for v in /sys/class/net/vif$stub_id.*; do
+    [ -e "$v" ] && echo "E2E INFO counters $(basename $v) rx_packets=$(cat $v/statistics/rx_packets) tx_packets=$(cat $v/statistics/tx_packets)"
+  done
+
+  # HMP quit makes QEMU exit inside the stub domain: our init must turn that into a guest crash
+  # so on_crash="destroy" applies; the baseline, like Qubes, leaves the guest hanging.
+  xl qemu-monitor-command $guest quit > /dev/null 2>&1
+  t1=$(ms)
+  gone=0
+  for i in $(seq 40); do
+    xl domid $guest > /dev/null 2>&1 || { gone=1; break; }
+    sleep 0.5
+  done
+  if [ "$kind" = ours ]; then
+    if [ $gone = 1 ]; then pass crash-destroy "$(( $(ms) - t1 ))ms"; else fail crash-destroy "guest still present after QEMU quit"; fi
+    if stubdom-init status --all > /e2e/status.log 2>&1 && grep -qi crash /e2e/status.log; then pass status-crash; else fail status-crash; fi
+    sed 's/^/STATUS| /' /e2e/status.log
+  else
+    echo "E2E INFO crash-destroy baseline guest_gone=$gone"
+  fi
+fi
+
+dm_log
+for f in /var/log/xen/xen-hotplug.log /var/log/xen/xl-$guest.log; do
+  [ -e "$f" ] && sed "s|^|$(basename $f)| |" "$f"
+done
+xl destroy $guest > /dev/null 2>&1
+sleep 1
+left=$(xl list | awk 'NR > 1 && $1 != "Domain-0" { print $1 }' | tr '\n' ' ')
+if [ -z "$left" ]; then pass destroy-clean; else fail destroy-clean "left: $left"; fi

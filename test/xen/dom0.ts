@@ -1,0 +1,161 @@
+// The outer VM's software: Debian's Xen hypervisor (as an ELF QEMU's -kernel loads), Debian's
+// standard kernel as dom0 (the cloud flavour cannot be dom0), and a dom0 initramfs holding the
+// toolstack (xl, xenstored, xenconsoled, xen-init-dom0, the hotplug scripts and the shell they
+// need), the dom0 QEMU libxl starts for a stub domain's consoles, vchan-socket-proxy,
+// hvmloader and SeaBIOS. Assembled by the same build code as the images (agent/build/*) from
+// `apt-get download`ed packages, and cached under .cache/xen-e2e/ keyed by its inputs.
+import { mkdir, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { Sysroot, libraryClosure } from "../../agent/build/closure.ts";
+import { DEFAULT_SKIP, fetchPackages, resolveDepends, type DebPackage } from "../../agent/build/debian.ts";
+import { Rootfs, writeAtomically, writeCpioImage } from "../../agent/build/image.ts";
+import { indexModules, resolveModules } from "../../agent/build/modules.ts";
+
+const root = join(import.meta.dir, "../..");
+export const E2E_CACHE = join(root, ".cache", "xen-e2e");
+
+const PACKAGES = [
+  "xen-hypervisor-4.17-amd64", "xen-utils-4.17", "xen-utils-common", "xenstore-utils", "qemu-system-xen",
+  "qemu-system-data", "seabios", "linux-image-amd64", "busybox-static", "iproute2", "bash", "util-linux",
+  "coreutils", "libgcc-s1",
+];
+/** Depends that only serve maintainer scripts, boot-time tools or other programs of those packages. */
+const SKIP = [
+  ...DEFAULT_SKIP, "python3", "perl", "udev", "dracut", "tiny-initramfs", "initramfs-tools-core", "dracut-core",
+  "libpam0g", "libpam-modules", "libsemanage2", "passwd", "login", "base-files", "mime-support",
+  "mailcap", "media-types", "ucf", "util-linux-extra",
+];
+
+const XEN = "/usr/lib/xen-4.17";
+/** Executables dom0 runs; their libraries come along through the closure. */
+const ROOTS = [
+  `${XEN}/bin/xl`, `${XEN}/bin/xenstored`, `${XEN}/bin/xenconsoled`, `${XEN}/bin/xen-init-dom0`,
+  `${XEN}/bin/vchan-socket-proxy`, `${XEN}/bin/libxl-save-helper`, "/usr/libexec/xen-qemu-system-i386",
+  "/usr/bin/xenstore", "/usr/bin/bash", "/usr/bin/ip", "/usr/sbin/bridge", "/usr/bin/flock", "/usr/bin/stat",
+  // dlopen'd: xl aborts without libgcc_s (pthread_cancel); stubdom-init's own DT_NEEDED.
+  "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
+  "/usr/lib/x86_64-linux-gnu/libpthread.so.0", "/usr/lib/x86_64-linux-gnu/libdl.so.2",
+  "/usr/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/librt.so.1",
+];
+/** Whole directories: hvmloader, SeaBIOS, the hotplug scripts, the dom0 QEMU's keymaps. */
+const TREES = [`${XEN}/boot`, "/usr/share/seabios", "/etc/xen/scripts", "/usr/share/qemu/keymaps"];
+const MODULES = ["xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc", "xen-netback", "xen-blkback", "bridge", "loop"];
+const XENSTORE_TOOLS = ["read", "write", "list", "ls", "exists", "rm", "watch", "chmod"];
+
+export interface OuterImages {
+  /** Xen, gunzipped: an ELF32 with a multiboot header. */
+  xen: string;
+  dom0Kernel: string;
+  /** Uncompressed newc cpio: decompressing under TCG would cost more than copying. */
+  dom0Initramfs: string;
+}
+
+async function run(cmd: string[], what: string): Promise<Uint8Array> {
+  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).bytes(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`${what}: \`${cmd.join(" ")}\` exited ${code}: ${err.trim()}`);
+  return out;
+}
+
+async function inputKey(pkgs: DebPackage[]): Promise<string> {
+  const h = new Bun.CryptoHasher("sha256");
+  for (const p of pkgs) h.update(`${p.name} ${p.version}\n`);
+  for (const f of ["dom0.ts", "dom0-init.sh", "dom0-test.sh"]) h.update(await Bun.file(join(import.meta.dir, f)).bytes());
+  return h.digest("hex").slice(0, 16);
+}
+
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+export async function buildOuterImages(opts: { progress?: (line: string) => void } = {}): Promise<OuterImages> {
+  const say = opts.progress ?? (() => {});
+  const names = await resolveDepends(PACKAGES, { skip: SKIP });
+  const pkgs = await fetchPackages(names, { cacheDir: join(root, ".cache"), progress: say });
+  const key = await inputKey(pkgs);
+  const dir = join(E2E_CACHE, key);
+  const out: OuterImages = { xen: join(dir, "xen.elf"), dom0Kernel: join(dir, "dom0-vmlinuz"), dom0Initramfs: join(dir, "dom0.cpio") };
+  if ((await Promise.all(Object.values(out).map(exists))).every(Boolean)) return out;
+  await mkdir(dir, { recursive: true });
+  say(`dom0 image ${key}: assembling`);
+
+  const pkg = (name: RegExp) => {
+    const p = pkgs.find((q) => name.test(q.name));
+    if (!p) throw new Error(`dom0: no package matching ${name}`);
+    return p;
+  };
+  const xenPkg = pkg(/^xen-hypervisor-4\.17-amd64$/);
+  await writeAtomically(out.xen, async (tmp) => {
+    await Bun.write(tmp, await run(["gunzip", "-c", join(xenPkg.root, "boot/xen-4.17-amd64.gz")], "gunzip xen"));
+  });
+  const kernelPkg = pkg(/^linux-image-\d.*-amd64$/);
+  const kver = kernelPkg.name.replace(/^linux-image-/, "");
+  await writeAtomically(out.dom0Kernel, async (tmp) => {
+    await Bun.write(tmp, Bun.file(join(kernelPkg.root, "boot", `vmlinuz-${kver}`)));
+  });
+
+  const sysroot = await Sysroot.load(pkgs.map((p) => p.root));
+  const need = (p: string) => {
+    const r = sysroot.resolve(p);
+    if (!r) throw new Error(`dom0: ${p} is in no package`);
+    return r.host;
+  };
+  const fs = new Rootfs();
+  fs.file("init", { file: join(import.meta.dir, "dom0-init.sh") }, 0o755);
+  fs.file("e2e/test.sh", { file: join(import.meta.dir, "dom0-test.sh") }, 0o755);
+  fs.charDev("dev/console", 0o600, 5, 1);
+  for (const d of ["proc", "sys", "tmp", "run", "var/log/xen", "var/lib/xen"]) fs.dir(d, 0o755);
+  for (const d of ["bin", "sbin", "lib", "lib64"]) fs.symlink(d, `usr/${d}`);
+  fs.file("etc/passwd", new TextEncoder().encode("root:x:0:0:root:/root:/bin/sh\n"), 0o644);
+  fs.file("etc/xen/xl.conf", { file: need("/etc/xen/xl.conf") }, 0o644);
+
+  const closure = await libraryClosure(ROOTS.map((path) => ({ path })), sysroot);
+  const placed = new Set<string>();
+  for (const f of closure) {
+    fs.file(f.path.slice(1), { file: f.host }, (await stat(f.host)).mode & 0o755);
+    placed.add(f.path);
+  }
+  // busybox fills in every command the scripts use that no package above provides.
+  const busybox = need("/usr/bin/busybox");
+  fs.file("usr/bin/busybox", { file: busybox }, 0o755);
+  const applets = new TextDecoder().decode(await run([busybox, "--list"], "busybox --list")).split("\n");
+  for (const a of applets) if (/^[\w.-]+$/.test(a) && a !== "busybox" && !placed.has(`/usr/bin/${a}`)) fs.symlink(`usr/bin/${a}`, "busybox");
+  for (const t of XENSTORE_TOOLS) fs.symlink(`usr/bin/xenstore-${t}`, "xenstore");
+  // libxl 4.17 runs the QMP proxy from this fixed path.
+  fs.symlink("usr/bin/vchan-socket-proxy", `..${XEN.slice(4)}/bin/vchan-socket-proxy`);
+  for (const t of TREES) {
+    for (const p of sysroot.list(t)) {
+      const r = sysroot.resolve(p);
+      if (r) fs.file(p.slice(1), { file: r.host }, (await stat(r.host)).mode & 0o755);
+    }
+  }
+  const modDir = join(kernelPkg.root, "lib/modules", kver);
+  for (const m of resolveModules(await indexModules(modDir), MODULES)) {
+    fs.file(`usr/lib/modules/${basename(m.path)}`, { file: join(modDir, m.path) }, 0o644);
+  }
+  await writeCpioImage(fs.records, out.dom0Initramfs, { compression: "none" });
+  return out;
+}
+
+/**
+ * The per-run part of the dom0 initramfs: the stub domain images under test and, for ours, the
+ * agent binary for `stubdom-init status`. Uncompressed (the images are compressed already);
+ * the kernel unpacks it before the cached dom0 archive that follows it.
+ */
+export async function writeRunInitramfs(
+  out: string,
+  opts: { dom0Initramfs: string; stubKernel: string; stubRootfs: string; agent?: string },
+): Promise<void> {
+  const fs = new Rootfs();
+  fs.file("e2e/stub-kernel", { file: opts.stubKernel }, 0o644);
+  fs.file("e2e/stub-rootfs", { file: opts.stubRootfs }, 0o644);
+  if (opts.agent) fs.file("usr/bin/stubdom-init", { file: opts.agent }, 0o755);
+  const head = `${out}.head`;
+  await writeCpioImage(fs.records, head, { compression: "none" });
+  await writeAtomically(out, async (tmp) => {
+    const w = Bun.file(tmp).writer();
+    for (const f of [head, opts.dom0Initramfs]) {
+      for await (const chunk of Bun.file(f).stream()) w.write(chunk);
+    }
+    await w.end();
+  });
+  await Bun.file(head).delete();
+}

@@ -1,0 +1,145 @@
+// Boots Xen 4.17 + a Debian dom0 nested in QEMU TCG and runs the dom0 test script against a
+// pair of stub domain images (vm-harness.md, "Real Xen nested in QEMU"). QEMU's exit status
+// means nothing (it is 0 after a panic or a triple fault), so the outcome is read from the
+// console only: "E2E ..." lines from dom0-test.sh, "E2E DONE" at the end, a scan for panics,
+// and a deadline.
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { E2E_CACHE, buildOuterImages, writeRunInitramfs } from "./dom0.ts";
+
+export type ImageKind = "ours" | "baseline";
+
+export interface NestedXenOptions {
+  kind: ImageKind;
+  stubKernel: string;
+  stubRootfs: string;
+  /** `stubdomain_memory` in MiB; undefined = libxl's default (128 MiB + video RAM). */
+  stubMemory?: number;
+  /** "full": every check; "create": only `xl create` and `xl destroy` (memory floor search). */
+  mode?: "full" | "create";
+  /** dist/stubdom-init, copied into dom0 for `stubdom-init status` (ours only). */
+  agent?: string;
+  timeoutMs?: number;
+  /** Each console line as it arrives. */
+  onLine?: (line: string) => void;
+}
+
+export interface E2EResult {
+  status: "PASS" | "FAIL";
+  check: string;
+  detail: string;
+}
+
+export interface NestedXenRun {
+  /** Every E2E PASS/FAIL line, in order. */
+  results: E2EResult[];
+  /** E2E TIME lines: name → milliseconds (dom0 clock). */
+  times: Record<string, number>;
+  info: string[];
+  /** dom0 reached the end of its script ("E2E DONE"). */
+  done: boolean;
+  /** Why the run cannot be trusted (panic, timeout, missing end marker), if it cannot. */
+  abnormal?: string;
+  wallMs: number;
+  /** The whole serial console. */
+  log: string;
+}
+
+const PANICS = [/Kernel panic/, /Initramfs unpacking failed/, /\(XEN\) Panic on CPU/, /Failed to execute \/init/];
+
+const XEN_CMDLINE = "console=com1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all noreboot";
+
+export function parseConsole(log: string): Pick<NestedXenRun, "results" | "times" | "info" | "done" | "abnormal"> {
+  const results: E2EResult[] = [];
+  const times: Record<string, number> = {};
+  const info: string[] = [];
+  let done = false;
+  for (const raw of log.split("\n")) {
+    const line = raw.replace(/\r+$/, "");
+    const m = /^E2E (PASS|FAIL|TIME|INFO|DONE)\b ?(\S*) ?(.*)$/.exec(line);
+    if (!m) continue;
+    const [, kind, name = "", rest = ""] = m;
+    if (kind === "DONE") done = true;
+    else if (kind === "TIME") times[name] = Number(rest);
+    else if (kind === "INFO") info.push(`${name} ${rest}`.trim());
+    else results.push({ status: kind as "PASS" | "FAIL", check: name, detail: rest });
+  }
+  // Lines dom0 relays from the stub domain's console (STUB|) or xl (XL|) are the subject of
+  // the checks, not signs of a broken harness: a stub domain may panic in a memory probe.
+  const own = log.split("\n").filter((l) => !/^[A-Z]+\| /.test(l)).join("\n");
+  const panic = PANICS.find((re) => re.test(own));
+  const abnormal = panic ? `console shows ${panic.source.replace(/\\/g, "")}` : done ? undefined : "dom0 never printed E2E DONE";
+  return { results, times, info, done, abnormal };
+}
+
+/** Runs one nested boot. Serialised with every other VM of the project through /tmp/vm.lock. */
+export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRun> {
+  const outer = await buildOuterImages();
+  const runDir = join(E2E_CACHE, `run-${process.pid}-${Date.now()}`);
+  await mkdir(runDir, { recursive: true });
+  const initrd = join(runDir, "initrd.cpio");
+  try {
+    await writeRunInitramfs(initrd, {
+      dom0Initramfs: outer.dom0Initramfs, stubKernel: opts.stubKernel, stubRootfs: opts.stubRootfs,
+      agent: opts.kind === "ours" ? opts.agent : undefined,
+    });
+    const dom0Cmdline = [
+      "console=hvc0", "earlyprintk=xen", `e2e.kind=${opts.kind}`, `e2e.mode=${opts.mode ?? "full"}`,
+      ...(opts.stubMemory !== undefined ? [`e2e.mem=${opts.stubMemory}`] : []),
+    ].join(" ");
+    const timeoutS = Math.ceil((opts.timeoutMs ?? 420_000) / 1000);
+    const qemu = [
+      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max,-smap", "-m", "2048", "-smp", "2",
+      "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+      "-kernel", outer.xen, "-append", XEN_CMDLINE,
+      // Multiboot modules are comma-separated; a module's command line follows its path.
+      "-initrd", `${outer.dom0Kernel} ${dom0Cmdline},${initrd}`,
+    ];
+    // flock queues behind other VMs; timeout bounds this VM alone (it starts after the lock).
+    const cmd = ["flock", "/tmp/vm.lock", "timeout", "-s", "KILL", String(timeoutS), ...qemu];
+    const t0 = performance.now();
+    let started = 0;
+    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    let log = "";
+    let pending = "";
+    const decoder = new TextDecoder();
+    const stderr = new Response(proc.stderr).text();
+    for await (const chunk of proc.stdout) {
+      if (started === 0) started = performance.now();
+      const text = decoder.decode(chunk, { stream: true });
+      log += text;
+      pending += text;
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const l of lines) opts.onLine?.(l.replace(/\r+$/, ""));
+    }
+    await proc.exited;
+    const err = await stderr;
+    if (err.trim()) log += `\n[qemu stderr] ${err.trim()}\n`;
+    const parsed = parseConsole(log);
+    return { ...parsed, wallMs: Math.round(performance.now() - (started || t0)), log };
+  } finally {
+    await rm(runDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Smallest stubdomain_memory (MiB, multiples of `step`) at which `xl create` succeeds, searched
+ * downwards from `start` until the first failure. Each probe is a whole nested boot (~1 min).
+ */
+export async function findMemoryFloor(
+  opts: Omit<NestedXenOptions, "stubMemory" | "mode"> & { start: number; min?: number; step?: number },
+): Promise<{ floor?: number; probes: Array<{ mib: number; ok: boolean; detail: string }> }> {
+  const step = opts.step ?? 8;
+  const probes: Array<{ mib: number; ok: boolean; detail: string }> = [];
+  let floor: number | undefined;
+  for (let mib = opts.start; mib >= (opts.min ?? 64); mib -= step) {
+    const r = await bootNestedXen({ ...opts, stubMemory: mib, mode: "create" });
+    const create = r.results.find((x) => x.check === "xl-create");
+    const ok = !r.abnormal && create?.status === "PASS";
+    probes.push({ mib, ok, detail: r.abnormal ?? create?.detail ?? "no xl-create line" });
+    if (!ok) break;
+    floor = mib;
+  }
+  return { floor, probes };
+}

@@ -1,0 +1,87 @@
+// `make e2e-xen`: one nested-Xen end-to-end run against a pair of stub domain images.
+//
+//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--log FILE]
+//
+// ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
+// init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
+// default stub domain memory. --floor searches stubdomain_memory downwards in 8 MiB steps.
+// Exit status 0 only if every check required for those images passed.
+import { join } from "node:path";
+import { buildBaselineImages } from "../bench/baseline/image.ts";
+import { bootNestedXen, findMemoryFloor, type ImageKind, type NestedXenRun } from "./harness.ts";
+
+const root = join(import.meta.dir, "../..");
+
+export const REQUIRED: Record<ImageKind, string[]> = {
+  baseline: ["xl-create", "qmp-vchan", "nic-frames", "destroy-clean"],
+  ours: ["xl-create", "status-running", "qmp-vchan", "nic-frames", "crash-destroy", "status-crash", "destroy-clean"],
+};
+
+export async function imagesFor(kind: ImageKind): Promise<{ stubKernel: string; stubRootfs: string; agent?: string }> {
+  if (kind === "baseline") {
+    const b = await buildBaselineImages();
+    return { stubKernel: b.kernel, stubRootfs: b.rootfs };
+  }
+  const dist = join(root, "dist");
+  return {
+    stubKernel: join(dist, "qemu-stubdom-linux-kernel"),
+    stubRootfs: join(dist, "qemu-stubdom-linux-rootfs"),
+    agent: join(dist, "stubdom-init"),
+  };
+}
+
+/** The checks of `kind` that did not pass, with the reason; empty when the run is good. */
+export function failures(kind: ImageKind, r: NestedXenRun): string[] {
+  const out: string[] = [];
+  if (r.abnormal) out.push(`run: ${r.abnormal}`);
+  for (const res of r.results) if (res.status === "FAIL") out.push(`${res.check}: ${res.detail}`);
+  for (const check of REQUIRED[kind]) {
+    if (!r.results.some((x) => x.check === check)) out.push(`${check}: no result line`);
+  }
+  return out;
+}
+
+export function memoryFromEnv(): number | undefined {
+  const v = process.env.STUBDOM_MEMORY;
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`STUBDOM_MEMORY=${v}: expected a whole number of MiB`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const arg = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const kind = (arg("--images") ?? "ours") as ImageKind;
+  if (kind !== "ours" && kind !== "baseline") throw new Error(`--images: expected ours or baseline, got ${kind}`);
+  const images = await imagesFor(kind);
+  for (const f of [images.stubKernel, images.stubRootfs]) {
+    if (!(await Bun.file(f).exists())) throw new Error(`${f} is missing (run make build)`);
+  }
+  const floorStart = arg("--floor");
+  if (floorStart !== undefined) {
+    const r = await findMemoryFloor({ kind, ...images, start: Number(floorStart) });
+    for (const p of r.probes) console.log(`floor probe ${kind} ${p.mib} MiB: ${p.ok ? "ok" : `FAIL ${p.detail}`}`);
+    console.log(`memory floor ${kind}: ${r.floor ?? "none"} MiB`);
+    return r.floor === undefined ? 1 : 0;
+  }
+  const mem = memoryFromEnv();
+  console.log(`e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"}`);
+  const r = await bootNestedXen({ kind, ...images, stubMemory: mem, onLine: argv.includes("--verbose") ? (l) => console.log(l) : undefined });
+  const logFile = arg("--log") ?? join(root, ".cache", "xen-e2e", `last-${kind}.log`);
+  await Bun.write(logFile, r.log);
+  for (const x of r.results) console.log(`${x.status} ${x.check} ${x.detail}`);
+  for (const i of r.info) console.log(`INFO ${i}`);
+  console.log(`xl create -> running: ${r.times["xl-create-ms"] ?? "?"} ms; nested run wall time: ${r.wallMs} ms; console log: ${logFile}`);
+  const bad = failures(kind, r);
+  for (const b of bad) console.log(`FAILED ${b}`);
+  return bad.length === 0 ? 0 : 1;
+}
+
+if (import.meta.main) {
+  try {
+    process.exit(await main(process.argv.slice(2)));
+  } catch (e) {
+    console.error(`e2e-xen: ${(e as Error).message}`);
+    process.exit(2);
+  }
+}
