@@ -1,5 +1,6 @@
-// Events in, actions out: signals, child exits, QMP and xenstore events all become one
-// stream of tagged events, consumed by one loop, so no two handlers ever interleave.
+// Events in, actions out: signals, child exits, QMP events and errors all become one stream
+// of tagged events, consumed by one loop, so no two handlers ever interleave. (xenstore
+// watches and netlink link events have no consumer in the supervisor yet.)
 import type { QmpEvent } from "../qemu/qmp.ts";
 import type { QemuEvent } from "../qemu/lifecycle.ts";
 import type { ExitStatus } from "./processes.ts";
@@ -8,7 +9,6 @@ export type AgentEvent =
   | { kind: "signal"; signal: "SIGTERM" | "SIGINT" | "SIGHUP" | "SIGCHLD" }
   | { kind: "qemu"; event: QemuEvent; detail?: string; exit?: ExitStatus; generation?: number }
   | { kind: "qmp"; event: QmpEvent }
-  | { kind: "watch"; path: string; token: string }
   | { kind: "fatal"; reason: string };
 
 export class EventQueue {

@@ -1,7 +1,8 @@
 // PID 1 of the stub domain. Stage 0 has mounted /proc, /sys and devtmpfs and mounted /usr, then
 // exec'd us, so we are PID 1 (a Bun binary cannot start without /proc: bun-as-pid1.md).
 // The boot story, top to bottom:
-//   setup → detect → options → modules → xen → xenstore → config → network → scrub → supervise
+//   setup → detect → options → modules → xen → xenstore → config → network → scrub
+//   → QEMU under supervision, with the QMP relay toward dom0 beside it
 // Until `supervise`, any failure goes to one sink: report (console + health key), power off.
 // After it, PID 1 may not die: the supervisor's loop logs, reports and carries on.
 import { readFileSync } from "node:fs";
@@ -13,11 +14,12 @@ import { loadConfig } from "../config/load.ts";
 import type { AgentOptions, StubdomConfig } from "../config/types.ts";
 import { createHealthWriter, type HealthWriter } from "../health/writer.ts";
 import { createLogger, stderrSink, uptimeClock, type Logger } from "../log.ts";
-import { createTap, linkNic, openNetlink, startDhcp } from "../net/index.ts";
+import { createTap, linkNic, openNetlink, startDhcp, unlinkNic } from "../net/index.ts";
 import type { XenStore } from "../xenstore/types.ts";
 import { run as runSubcommand } from "./cli.ts";
 import { devHypervisor, xenHypervisor } from "./hypervisor.ts";
 import { loadModules, lockdownMode, stubdomModules } from "./modules.ts";
+import { onNicUnplug, type LinkedNics } from "./nic-unplug.ts";
 import type { Machine, PowerOffReason } from "./platform.ts";
 import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
 import { realSetupSys } from "./setup-sys.ts";
@@ -74,64 +76,85 @@ export async function runInit(): Promise<never> {
   process.on("SIGTERM", onEarlySignal);
   process.on("SIGINT", onEarlySignal);
 
-  let plan: QemuPlan | undefined;
-  let deps: SupervisorDeps | undefined;
-  let relay: (() => void) | undefined;
+  let booted: Booted;
   try {
-    log.info(
-      `stubdom-init: PID 1 created at ${(entryMs / 1000).toFixed(2)} s, JS runtime at ${(runtimeMs / 1000).toFixed(3)} s since kernel start`,
-    );
-    boot.run("setup", () => runSetup(baseSetup("stubdom"), realSetupSys, log));
-    const xen = boot.run("detect", () => detectXen(log));
-    const options = boot.run("options", () => readOptions(log));
-    log = createLogger({ sink: stderrSink, clock, level: options.loglevel });
-    boot.log = log;
-    boot.run("modules", () => loadKernelModules(xen, log));
-    if (xen) boot.run("xen", () => runSetup(xenSetup(), realSetupSys, log));
-    const xs = boot.run("xenstore", () => connectXenStore(options, log));
-    health = startHealth(xs, options, log);
-    for (const [name, at] of boot.times) health.bootPhase(name, at);
-    boot.health = health;
-    health.setPhase("configuring");
-    const config = boot.run("config", () => readConfig(xs, options, log));
-    await boot.runAsync("network", () => setupNetwork(config, log, health!));
-    boot.run("scrub", () => runSetup(scrubSetup, realSetupSys, log));
-    if (options.shell) startDebugShell(log);
-    plan = {
-      binary: options.qemu,
-      dmArgv: config.dmArgv,
-      restoreArgIndex: config.restore?.argIndex ?? null,
-      guestDomid: config.guestDomid,
-      crash: options.crash,
-      runDir: "/tmp",
-      saveConsole: config.consoles.save,
-      qmpTimeoutMs: 20_000,
-      probeMs: options.healthInterval * 1000,
-    };
-    deps = realSupervisorDeps({
-      log,
-      hypervisor: xen ? xenHypervisor : devHypervisor(xs, config.stubDomid),
-      machine,
-      health,
-      consoles: { 1: "/dev/hvc1", 2: "/dev/hvc2" },
-      nowMs,
-      entryMs,
-    });
-    const monitor = `${plan.runDir}/${MONITORS.relay}.sock`;
-    relay = () => startQmpRelay(options, config, log, monitor);
+    booted = await bootStubdom(boot, machine, (l) => (log = l), (h) => (health = h));
   } catch (e) {
-    failBoot(e);
+    return failBoot(e);
   }
   process.off("uncaughtException", early);
   process.off("unhandledRejection", early);
   process.off("SIGTERM", onEarlySignal);
   process.off("SIGINT", onEarlySignal);
-  const sup = new Supervisor(plan!, deps!);
+
+  // From here on PID 1 may not die.
+  const { plan, deps, options, config, net } = booted;
+  const sup = new Supervisor(plan, deps);
   for (const signal of earlySignals) sup.queue.push({ kind: "signal", signal });
-  // Queued before the loop's first event is handled; QEMU's relay monitor is bound by then.
-  queueMicrotask(() => relay?.());
+  if (net) sup.qmpListeners.add(onNicUnplug(net.pairs, (pair) => unlinkNic(net.nl, pair), log));
+  startQmpRelay(options, config, log, `${plan.runDir}/${MONITORS.relay}.sock`);
   await supervise(sup);
   for (;;) await Bun.sleep(1 << 30);
+}
+
+interface Booted {
+  plan: QemuPlan;
+  deps: SupervisorDeps;
+  options: AgentOptions;
+  config: StubdomConfig;
+  net: LinkedNics | null;
+}
+
+/** The boot story; any throw here ends in failBoot. */
+async function bootStubdom(
+  boot: BootPhases,
+  machine: Machine,
+  setLog: (l: Logger) => void,
+  setHealth: (h: HealthWriter) => void,
+): Promise<Booted> {
+  let log = boot.log;
+  log.info(
+    `stubdom-init: PID 1 created at ${(entryMs / 1000).toFixed(2)} s, JS runtime at ${(runtimeMs / 1000).toFixed(3)} s since kernel start`,
+  );
+  boot.run("setup", () => runSetup(baseSetup("stubdom"), realSetupSys, log));
+  const xen = boot.run("detect", () => detectXen(log));
+  const options = boot.run("options", () => readOptions(log));
+  log = createLogger({ sink: stderrSink, clock, level: options.loglevel });
+  boot.log = log;
+  setLog(log);
+  boot.run("modules", () => loadKernelModules(xen, log));
+  if (xen) boot.run("xen", () => runSetup(xenSetup(), realSetupSys, log));
+  const xs = boot.run("xenstore", () => connectXenStore(options, log));
+  const health = startHealth(xs, options, log);
+  setHealth(health);
+  for (const [name, at] of boot.times) health.bootPhase(name, at);
+  boot.health = health;
+  health.setPhase("configuring");
+  const config = boot.run("config", () => readConfig(xs, options, log));
+  const net = await boot.runAsync("network", () => setupNetwork(config, log, health));
+  boot.run("scrub", () => runSetup(scrubSetup, realSetupSys, log));
+  if (options.shell) startDebugShell(log);
+  const plan: QemuPlan = {
+    binary: options.qemu,
+    dmArgv: config.dmArgv,
+    restoreArgIndex: config.restore?.argIndex ?? null,
+    guestDomid: config.guestDomid,
+    crash: options.crash,
+    runDir: "/tmp",
+    saveConsole: config.consoles.save,
+    qmpTimeoutMs: 20_000,
+    probeMs: options.healthInterval * 1000,
+  };
+  const deps = realSupervisorDeps({
+    log,
+    hypervisor: xen ? xenHypervisor : devHypervisor(xs, config.stubDomid),
+    machine,
+    health,
+    consoles: { 1: "/dev/hvc1", 2: "/dev/hvc2" },
+    nowMs,
+    entryMs,
+  });
+  return { plan, deps, options, config, net };
 }
 
 /** Times of each boot phase in ms since kernel start, for the log and the health report. */
@@ -261,9 +284,10 @@ function readConfig(xs: XenStore, options: AgentOptions, log: Logger): StubdomCo
 }
 
 /** Each NIC: the tap QEMU will open, joined to its netfront. A NIC that fails is reported, not fatal. */
-async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWriter): Promise<void> {
-  if (config.nics.length === 0) return;
+async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWriter): Promise<LinkedNics | null> {
+  if (config.nics.length === 0) return null;
   const nl = openNetlink();
+  const pairs = new Map<string, { netfront: string; tap: string }>();
   for (const nic of config.nics) {
     try {
       createTap(nic.ifname);
@@ -276,6 +300,7 @@ async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWr
         localDhcp: lease !== null,
       });
       log.info(`net: ${nic.netfront.name} <-> ${nic.ifname} (mtu ${nic.mtu})`);
+      pairs.set(`nic${nic.index}`, { netfront: nic.netfront.name, tap: nic.ifname });
       if (lease) {
         startDhcp({
           tap: nic.ifname,
@@ -290,6 +315,7 @@ async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWr
       health.error(msg);
     }
   }
+  return { nl, pairs };
 }
 
 /**

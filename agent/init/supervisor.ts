@@ -128,8 +128,6 @@ export class Supervisor {
       case "qmp":
         for (const l of this.qmpListeners) l(ev);
         return;
-      case "watch":
-        return;
       case "fatal":
         await this.fatal(ev.reason);
         return;
