@@ -109,7 +109,7 @@ async function bootBench(opts: {
     for (const f of [opts.outer.dom0Initramfs, headPath]) for await (const c of Bun.file(f).stream()) w.write(c);
     await w.end();
     const qemu = [
-      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max,-smap", "-m", "2048", "-smp", "2",
+      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max,-smap,-fsgsbase", "-m", "2048", "-smp", "2",
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
       "-kernel", opts.outer.xen, "-append", XEN_CMDLINE,
       "-initrd", `${opts.outer.dom0Kernel} console=hvc0 earlyprintk=xen,${initrd}`,
