@@ -29,12 +29,12 @@ import { vchanServer } from "../../ffi/vchan.ts";
 import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
 import { runQmpRelay, type RelayChannel } from "../qemu/relay.ts";
 import { unixTransport } from "../qemu/unix-transport.ts";
-import { processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
+import { kernelRunInitMs, processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const clock = uptimeClock();
 const nowMs = () => clock() * 1000;
 /** PID 1 entry in ms since kernel start: the kernel starting /init (stage 0, then us). */
-const entryMs = processStartMs(nowMs());
+const entryMs = kernelRunInitMs() ?? processStartMs(nowMs());
 /** The JS runtime's start: the gap to the first log line is Bun loading the program. */
 const runtimeMs = nowMs() - performance.now();
 
@@ -114,7 +114,7 @@ async function bootStubdom(
 ): Promise<Booted> {
   let log = boot.log;
   log.info(
-    `stubdom-init: PID 1 created at ${(entryMs / 1000).toFixed(2)} s, JS runtime at ${(runtimeMs / 1000).toFixed(3)} s since kernel start`,
+    `stubdom-init: /init started at ${(entryMs / 1000).toFixed(3)} s, JS runtime at ${(runtimeMs / 1000).toFixed(3)} s since kernel start`,
   );
   boot.run("setup", () => runSetup(baseSetup("stubdom"), realSetupSys, log));
   const xen = boot.run("detect", () => detectXen(log));

@@ -1,6 +1,6 @@
 // Connects the supervisor to the process (signals, uncaught errors) and to the real kernel
 // (sockets, consoles, reaping). Shared by the real boot and by `stubdom-init init`.
-import { readFileSync, unlinkSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, unlinkSync, constants } from "node:fs";
 import { close, listenUnixForChild, makeRaw, O, open, peekExitedChild, reapChild, SysError } from "../../ffi/libc.ts";
 import type { Logger } from "../log.ts";
 import { QmpClient } from "../qemu/qmp.ts";
@@ -98,4 +98,43 @@ export function processStartMs(nowMs: number): number {
     // fall through
   }
   return nowMs - performance.now();
+}
+
+/** The kernel's "Run /init" record in /dev/kmsg text ("6,812,1802564,-;Run /init as init process"), in ms. */
+export function parseInitRecord(record: string): number | null {
+  const m = /^\d+,\d+,(\d+),[^;]*;Run \/init as init process/.exec(record);
+  return m ? Number(m[1]) / 1000 : null;
+}
+
+/**
+ * When the kernel started userspace (/init, our stage 0), from its own log in /dev/kmsg:
+ * PID 1's /proc starttime is the kernel_init thread's creation, long before /init runs.
+ * Read before the ring buffer is scrubbed; null when the record is gone.
+ */
+export function kernelRunInitMs(path = "/dev/kmsg", maxRecords = 20_000): number | null {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  const buf = Buffer.alloc(8192);
+  try {
+    for (let i = 0; i < maxRecords; i++) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (e) {
+        // EPIPE: a record was overwritten while we read; go on with the next one. EAGAIN: end.
+        if ((e as NodeJS.ErrnoException).code === "EPIPE") continue;
+        return null;
+      }
+      if (n <= 0) return null;
+      const ms = parseInitRecord(buf.toString("utf8", 0, n));
+      if (ms !== null) return ms;
+    }
+    return null;
+  } finally {
+    closeSync(fd);
+  }
 }
