@@ -58,6 +58,8 @@ function parseBench(log: string) {
   const xlErrors: string[] = [];
   /** MemAvailable (KiB) that an init printed on its console, per boot. */
   const meminfo: Partial<Record<Kind, number[]>> = {};
+  /** The stub domain's console tail after a failed create. */
+  const stubLog: string[] = [];
   for (const raw of log.split("\n")) {
     // Xen's console and dom0's hvc each turn \n into \r\n.
     const line = raw.trimEnd();
@@ -79,8 +81,9 @@ function parseBench(log: string) {
     else if (what === "meminfo") meminfo[kind] = [...(meminfo[kind] ?? []), Number(rest)];
     else if (what === "floor") floors[kind] = rest.trim();
     else if (what === "xl-log" || what === "error") xlErrors.push(`${kind}: ${rest}`);
+    else if (what === "stub-log") stubLog.push(`${kind}: ${rest}`);
   }
-  return { creates, status, floors, xlErrors, meminfo };
+  return { creates, status, floors, xlErrors, meminfo, stubLog };
 }
 
 async function bootBench(opts: {
@@ -190,6 +193,7 @@ export const nestedXen: Measurement = {
       const r = parseBench(log);
       if (problem) r.xlErrors.push(`ours: ${problem}`, `baseline: ${problem}`);
       samples.xen_creates = r.creates;
+      if (r.stubLog.length) samples.xen_failed_stub_console = r.stubLog;
       if (problem) samples.xen_problem = problem;
       for (const [kind, suffix] of [["ours", "agent"], ["baseline", "baseline"]] as const) {
         const boots = r.creates.filter((c) => c.kind === kind && c.mode === "boot");
@@ -198,7 +202,8 @@ export const nestedXen: Measurement = {
           values[`boot_ms_${suffix}`] = median(good.map((c) => c.running! - c.unpause!));
           values[`xl_create_ms_${suffix}`] = median(good.map((c) => c.xlCreateMs));
         } else {
-          const why = `${boots.length - good.length} of ${boots.length} xl create(s) at the default memory failed or were not timed${r.xlErrors.length ? `: ${r.xlErrors.filter((e) => e.startsWith(kind)).slice(-1)[0] ?? ""}` : ""}`;
+          const first = r.xlErrors.find((e) => e.startsWith(`${kind}:`));
+          const why = `${boots.length - good.length} of ${boots.length} xl create(s) at the default memory failed or were not timed${first ? ` (${first})` : ""}`;
           missing[`boot_ms_${suffix}`] = why;
           missing[`xl_create_ms_${suffix}`] = why;
           missing[`mem_available_mib_at_144_${suffix}`] = why;

@@ -62,7 +62,10 @@ create() {
   kill $ppid 2>/dev/null
   wait $ppid 2>/dev/null
   echo "BENCH $kind create mem=$mem mode=$mode ok=$ok xl_create_ms=$((t1 - t0)) $(tr '\n' ' ' < /e2e/$name.probe)"
-  [ $ok = 1 ] || sed "s/^/BENCH $kind xl-log /" /e2e/$name.log | tail -n 5
+  if [ $ok = 0 ]; then
+    grep -m 3 error /e2e/$name.log | sed "s/^/BENCH $kind xl-log /"
+    tail -n 12 /var/log/xen/qemu-dm-$name.log 2>/dev/null | sed "s/^/BENCH $kind stub-log /"
+  fi
   if [ $ok = 1 ] && [ "$mode" = boot ]; then
     # One heartbeat of the health report (5 s) after running, so memory is sampled while idle.
     sleep 6
