@@ -118,7 +118,7 @@ async function netBench(seconds: number, rounds: number): Promise<MeasureResult>
     stderr: "pipe",
   });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  process.stderr.write(out.replace(/^/gm, "    net| "));
+  if (out.trim()) process.stderr.write(`${out.trimEnd().replace(/^/gm, "    net| ")}\n`);
   if (code !== 0) throw new Error(`test/bench/net.ts exited ${code}: ${err.trim().split("\n").slice(-3).join(" | ")}`);
   const num = (re: RegExp, what: string) => {
     const m = re.exec(out);
