@@ -173,51 +173,66 @@ export const nestedXen: Measurement = {
         plan,
         timeoutS: (quick ? 20 : 30) * 60,
       });
-      // What finished before a failure still counts; the rest is missing for its reason.
-      const r = parseBench(log);
-      if (problem) r.xlErrors.push(`ours: ${problem}`, `baseline: ${problem}`);
-      samples.xen_creates = r.creates;
-      if (r.stubLog.length) samples.xen_failed_stub_console = r.stubLog;
-      if (problem) samples.xen_problem = problem;
-      for (const [kind, suffix] of [["ours", "agent"], ["baseline", "baseline"]] as const) {
-        const boots = r.creates.filter((c) => c.kind === kind && c.mode === "boot");
-        const good = boots.filter((c) => c.ok && c.unpause !== undefined && c.running !== undefined);
-        if (good.length === boots.length && good.length > 0) {
-          values[`boot_ms_${suffix}`] = median(good.map((c) => c.running! - c.unpause!));
-          values[`xl_create_ms_${suffix}`] = median(good.map((c) => c.xlCreateMs));
-        } else {
-          const first = r.xlErrors.find((e) => e.startsWith(`${kind}:`));
-          const why = `${boots.length - good.length} of ${boots.length} xl create(s) at the default memory failed or were not timed${first ? ` (${first})` : ""}`;
-          missing[`boot_ms_${suffix}`] = why;
-          missing[`xl_create_ms_${suffix}`] = why;
-          missing[`mem_available_mib_at_144_${suffix}`] = why;
-        }
-        const floor = r.floors[kind];
-        if (floor && /^\d+$/.test(floor)) values[`min_mem_mib_${suffix}`] = Number(floor);
-        else missing[`min_mem_mib_${suffix}`] = floor ? `xl create failed at every size up to ${floor.replace(/^above /, "")} MiB` : (problem ?? "no floor line from dom0");
-      }
-      if (values.boot_ms_agent !== undefined && values.boot_ms_baseline !== undefined) {
-        values.boot_ratio = Number((values.boot_ms_agent / values.boot_ms_baseline).toFixed(3));
-      } else missing.boot_ratio = "boot time of one of the two images missing";
-      const reports = r.status.map(statusValues).filter((v): v is Record<string, unknown> => v !== undefined);
-      samples.agent_status = reports;
-      const num = (k: string) => reports.map((v) => v[k]).filter((x): x is number => typeof x === "number");
-      const overhead = num("agent_overhead_ms");
-      if (overhead.length) values.agent_overhead_ms = median(overhead);
-      else missing.agent_overhead_ms = `no agent_overhead_ms in stubdom-init status (${r.status[0]?.slice(0, 120) ?? "no status line"})`;
-      const avail = num("mem_available_kib");
-      if (avail.length) values.mem_available_mib_at_144_agent = Number((median(avail) / 1024).toFixed(1));
-      else missing.mem_available_mib_at_144_agent ??= "no mem_available_kib in stubdom-init status";
-      samples.agent_rss_kib_xen = num("agent_rss_kib");
-      const baseAvail = r.meminfo.baseline ?? [];
-      if (baseAvail.length) values.mem_available_mib_at_144_baseline = Number((median(baseAvail) / 1024).toFixed(1));
-      else {
-        missing.mem_available_mib_at_144_baseline ??=
-          "the baseline init prints no 'MemAvailable: N kB' line on its console (test/bench/baseline/init)";
-      }
+      const r = summarizeNested(log, problem);
+      Object.assign(values, r.values);
+      Object.assign(missing, r.missing);
+      Object.assign(samples, r.samples);
     } catch (e) {
       fail(nestedFields, (e as Error).message.split("\n")[0]!);
     }
     return { values, missing, samples };
   },
 };
+
+/** Fields from a nested run's console (the log of dist/bench-xen-console.log can be re-read). */
+export function summarizeNested(log: string, problem?: string): Required<Pick<MeasureResult, "values" | "missing" | "samples">> {
+  // What finished before a failure still counts; the rest is missing for its reason.
+  const r = parseBench(log);
+  const values: Values = {};
+  const missing: NonNullable<MeasureResult["missing"]> = {};
+  const samples: Record<string, unknown> = {};
+  if (problem) r.xlErrors.push(`ours: ${problem}`, `baseline: ${problem}`);
+  samples.xen_creates = r.creates;
+  if (r.stubLog.length) samples.xen_failed_stub_console = r.stubLog;
+  if (problem) samples.xen_problem = problem;
+  for (const [kind, suffix] of [["ours", "agent"], ["baseline", "baseline"]] as const) {
+    const boots = r.creates.filter((c) => c.kind === kind && c.mode === "boot");
+    // A boot is timed when QEMU reached running, even if xl then failed for its own reasons
+    // (its monitoring child segfaulted once here); xl create's time counts only when it succeeded.
+    const timed = boots.filter((c) => c.unpause !== undefined && c.running !== undefined);
+    const created = boots.filter((c) => c.ok);
+    samples[`xen_boots_${suffix}`] = { planned: boots.length, reached_running: timed.length, xl_create_ok: created.length };
+    const first = r.xlErrors.find((e) => e.startsWith(`${kind}:`));
+    const why = (what: string) => `none of ${boots.length} boot(s) at the default memory ${what}${first ? ` (${first})` : ""}`;
+    if (timed.length) values[`boot_ms_${suffix}`] = median(timed.map((c) => c.running! - c.unpause!));
+    else {
+      missing[`boot_ms_${suffix}`] = why("reached running");
+      missing[`mem_available_mib_at_144_${suffix}`] = why("reached running");
+    }
+    if (created.length) values[`xl_create_ms_${suffix}`] = median(created.map((c) => c.xlCreateMs));
+    else missing[`xl_create_ms_${suffix}`] = why("passed xl create");
+    const floor = r.floors[kind];
+    if (floor && /^\d+$/.test(floor)) values[`min_mem_mib_${suffix}`] = Number(floor);
+    else missing[`min_mem_mib_${suffix}`] = floor ? `xl create failed at every size up to ${floor.replace(/^above /, "")} MiB` : (problem ?? "no floor line from dom0");
+  }
+  if (values.boot_ms_agent !== undefined && values.boot_ms_baseline !== undefined) {
+    values.boot_ratio = Number((values.boot_ms_agent / values.boot_ms_baseline).toFixed(3));
+  } else missing.boot_ratio = "boot time of one of the two images missing";
+  const reports = r.status.map(statusValues).filter((v): v is Record<string, unknown> => v !== undefined);
+  samples.agent_status = reports;
+  const num = (k: string) => reports.map((v) => v[k]).filter((x): x is number => typeof x === "number");
+  const overhead = num("agent_overhead_ms");
+  if (overhead.length) values.agent_overhead_ms = median(overhead);
+  else missing.agent_overhead_ms = `no agent_overhead_ms in stubdom-init status (${r.status[0]?.slice(0, 120) ?? "no status line"})`;
+  const avail = num("mem_available_kib");
+  if (avail.length) values.mem_available_mib_at_144_agent = Number((median(avail) / 1024).toFixed(1));
+  else missing.mem_available_mib_at_144_agent ??= "no mem_available_kib in stubdom-init status";
+  samples.agent_rss_kib_xen = num("agent_rss_kib");
+  const baseAvail = r.meminfo.baseline ?? [];
+  if (baseAvail.length) values.mem_available_mib_at_144_baseline = Number((median(baseAvail) / 1024).toFixed(1));
+  else {
+    missing.mem_available_mib_at_144_baseline ??=
+      "the baseline init prints no 'MemAvailable: N kB' line on its console (test/bench/baseline/init)";
+  }
+  return { values, missing, samples };
+}

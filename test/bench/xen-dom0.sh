@@ -66,7 +66,7 @@ create() {
     grep -m 3 error /e2e/$name.log | sed "s/^/BENCH $kind xl-log /"
     tail -n 12 /var/log/xen/qemu-dm-$name.log 2>/dev/null | sed "s/^/BENCH $kind stub-log /"
   fi
-  if [ $ok = 1 ] && [ "$mode" = boot ]; then
+  if [ "$mode" = boot ] && grep -q '^running' /e2e/$name.probe 2>/dev/null; then
     # One heartbeat of the health report (5 s) after running, so memory is sampled while idle.
     sleep 6
     gid=$(xl domid "$name")
