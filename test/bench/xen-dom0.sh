@@ -64,7 +64,9 @@ create() {
   echo "BENCH $kind create mem=$mem mode=$mode ok=$ok xl_create_ms=$((t1 - t0)) $(tr '\n' ' ' < /e2e/$name.probe)"
   if [ $ok = 0 ]; then
     grep -m 3 error /e2e/$name.log | sed "s/^/BENCH $kind xl-log /"
-    tail -n 12 /var/log/xen/qemu-dm-$name.log 2>/dev/null | sed "s/^/BENCH $kind stub-log /"
+    # How the stub domain's memory looked at boot, and its last words.
+    { grep -E 'Memory:|RAMDISK|Initramfs|Out of memory' /var/log/xen/qemu-dm-$name.log; tail -n 12 /var/log/xen/qemu-dm-$name.log; } 2>/dev/null |
+      sed "s/^/BENCH $kind stub-log /"
   fi
   if [ "$mode" = boot ] && grep -q '^running' /e2e/$name.probe 2>/dev/null; then
     # One heartbeat of the health report (5 s) after running, so memory is sampled while idle.
