@@ -56,6 +56,8 @@ const STAGE0_MODULES = ["loop", "squashfs"];
 const AGENT_MODULES = [
   "xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "xen-netfront", "xen-blkfront",
   "tun", "sch_ingress", "cls_u32", "cls_matchall", "act_mirred", "act_gact",
+  // agent/net's anti-spoofing guard is a classic-BPF direct-action filter.
+  "cls_bpf",
   "virtio_pci", "virtio_net", "virtio_console", "virtio_blk",
 ];
 
@@ -264,7 +266,11 @@ async function main(): Promise<void> {
     }
     results.push([
       "qemu-stubdom-linux-rootfs-dev",
-      await assemble({ ...base, sysroot, name: "qemu-stubdom-linux-rootfs-dev", extraRoots: ["/usr/bin/qemu-system-x86_64"], extraFiles }),
+      await assemble({ ...base, sysroot, name: "qemu-stubdom-linux-rootfs-dev", extraRoots: [
+        "/usr/bin/qemu-system-x86_64",
+        // Debian builds QEMU with --enable-modules: TCG itself is a module loaded at start-up.
+        "/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so",
+      ], extraFiles }),
     ]);
   }
 

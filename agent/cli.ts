@@ -36,7 +36,7 @@ export const commands: Record<string, Command> = {
   },
   init: {
     summary: "run the PID 1 logic as a subreaper (tests and debugging)",
-    usage: "init [--subreaper]",
+    usage: "init --plan FILE [--subreaper] [--run-dir D] [--health-file F] [--hypervisor-log F] [--console1 P] [--console2 P] [--loglevel L]",
     load: () => import("./init/cli.ts"),
   },
 };
