@@ -14,6 +14,7 @@ import { processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const PlanSchema = z.strictObject({
   binary: z.string().min(1),
+  sandbox: z.boolean().default(true),
   dmArgv: z.array(z.string()),
   restoreArgIndex: z.number().int().min(0).nullable().default(null),
   guestDomid: z.number().int().min(1).max(0x7fef),

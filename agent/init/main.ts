@@ -29,6 +29,8 @@ import { vchanServer } from "../../ffi/vchan.ts";
 import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
 import { runQmpRelay, type RelayChannel } from "../qemu/relay.ts";
 import { unixTransport } from "../qemu/unix-transport.ts";
+import { hasSeccomp } from "../qemu/argv.ts";
+import { readElf } from "../build/elf.ts";
 import { kernelRunInitMs, processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const clock = uptimeClock();
@@ -134,8 +136,10 @@ async function bootStubdom(
   const net = await boot.runAsync("network", () => setupNetwork(config, log, health));
   boot.run("scrub", () => runSetup(scrubSetup, realSetupSys, log));
   if (options.shell) startDebugShell(log);
+  const sandbox = await qemuSandbox(options.qemu, log);
   const plan: QemuPlan = {
     binary: options.qemu,
+    sandbox,
     dmArgv: config.dmArgv,
     restoreArgIndex: config.restore?.argIndex ?? null,
     guestDomid: config.guestDomid,
@@ -155,6 +159,22 @@ async function bootStubdom(
     entryMs,
   });
   return { plan, deps, options, config, net };
+}
+
+/**
+ * Whether to add `-sandbox`: only a QEMU linked with libseccomp accepts it (Debian's Xen device
+ * model is not, and would exit at once). An unreadable binary keeps the sandbox on: spawning it
+ * fails anyway, with its own error.
+ */
+async function qemuSandbox(binary: string, log: Logger): Promise<boolean> {
+  try {
+    if (hasSeccomp((await readElf(binary)).needed)) return true;
+    log.warn(`${binary} is built without seccomp: starting it without -sandbox`);
+    return false;
+  } catch (e) {
+    log.warn(`cannot read ${binary}'s ELF header (${(e as Error).message}): keeping -sandbox`);
+    return true;
+  }
 }
 
 /** Times of each boot phase in ms since kernel start, for the log and the health report. */

@@ -21,6 +21,8 @@ import type { Child, ExitStatus, Processes } from "./processes.ts";
 
 export interface QemuPlan {
   readonly binary: string;
+  /** Add QEMU's seccomp sandbox (only when the binary supports it). */
+  readonly sandbox: boolean;
   readonly dmArgv: readonly string[];
   readonly restoreArgIndex: number | null;
   readonly guestDomid: number;
@@ -233,6 +235,7 @@ export class Supervisor {
       restoreArgIndex: plan.restoreArgIndex,
       monitors: [MONITORS.agent, MONITORS.relay],
       restoreFd: plan.restoreArgIndex !== null,
+      sandbox: plan.sandbox,
     });
     if (!built.ok) return this.configError(`QEMU arguments: ${built.reason}`);
     if (built.dropped.length) deps.log.warn(`dropped from dm-argv: ${built.dropped.join(" ")}`);

@@ -4,7 +4,11 @@
 
 export const RESTORE_PLACEHOLDER = "$STUBDOM_RESTORE_INCOMING_ARG";
 
-/** QEMU's seccomp filter, as Qubes runs it: no spawning, no privilege changes. */
+/**
+ * QEMU's seccomp filter, as Qubes runs it: no spawning, no privilege changes. Debian's Xen
+ * device model (qemu-system-xen) is built without seccomp and exits on `-sandbox`, so the
+ * caller decides from the binary itself (hasSeccomp).
+ */
 export const SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /** The first fd a child gets beyond stdin/stdout/stderr (Bun.spawn's stdio[3]). */
@@ -18,6 +22,8 @@ export interface ArgvInput {
   readonly monitors: readonly string[];
   /** Whether the caller passes an fd open on /dev/hvc2 after the monitors' sockets. */
   readonly restoreFd: boolean;
+  /** Whether this QEMU was built with seccomp: `-sandbox` is a fatal error in one without. */
+  readonly sandbox: boolean;
 }
 
 export type ArgvResult =
@@ -54,6 +60,11 @@ export function buildQemuArgv(input: ArgvInput): ArgvResult {
     argv.push("-chardev", `socket,id=${id},fd=${FIRST_EXTRA_FD + k},server=on,wait=off`);
     argv.push("-mon", `chardev=${id},mode=control`);
   });
-  argv.push("-sandbox", SANDBOX);
+  if (input.sandbox) argv.push("-sandbox", SANDBOX);
   return { ok: true, argv, dropped };
+}
+
+/** Whether an ELF's dynamic section names libseccomp: QEMU links it only when built with seccomp. */
+export function hasSeccomp(needed: readonly string[]): boolean {
+  return needed.some((lib) => lib.startsWith("libseccomp.so"));
 }

@@ -60,6 +60,7 @@ const plan = {
   binary: process.execPath,
   dmArgv: [`${ROOT}test/init/fake-qemu.ts`, "--mode", "ok"],
   restoreArgIndex: null,
+  sandbox: true,
   guestDomid,
   crash: "shutdown-guest" as const,
   runDir: values["run-dir"],

@@ -20,6 +20,7 @@ beforeAll(async () => {
     restoreArgIndex: null,
     monitors: ["qmp-agent", "qmp-relay"],
     restoreFd: false,
+    sandbox: true,
   });
   if (!built.ok) throw new Error(built.reason);
   const fds = [listenUnixForChild(`${dir}/agent.sock`), listenUnixForChild(`${dir}/relay.sock`)];

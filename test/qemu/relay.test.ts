@@ -60,6 +60,7 @@ beforeAll(() => {
     restoreArgIndex: null,
     monitors: ["qmp-agent", "qmp-relay"],
     restoreFd: false,
+    sandbox: true,
   });
   if (!built.ok) throw new Error(built.reason);
   const fds = [listenUnixForChild(`${dir}/agent.sock`), listenUnixForChild(`${dir}/relay.sock`)];
