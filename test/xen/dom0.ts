@@ -6,12 +6,16 @@
 // `apt-get download`ed packages, and cached under .cache/xen-e2e/ keyed by its inputs.
 import { mkdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Sysroot, libraryClosure } from "../../agent/build/closure.ts";
 import { DEFAULT_SKIP, fetchPackages, resolveDepends, type DebPackage } from "../../agent/build/debian.ts";
 import { Rootfs, writeAtomically, writeCpioImage } from "../../agent/build/image.ts";
 import { indexModules, resolveModules } from "../../agent/build/modules.ts";
 
-const root = join(import.meta.dir, "../..");
+// import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+
+const root = join(HERE, "../..");
 export const E2E_CACHE = join(root, ".cache", "xen-e2e");
 
 const PACKAGES = [
@@ -60,7 +64,7 @@ async function run(cmd: string[], what: string): Promise<Uint8Array> {
 async function inputKey(pkgs: DebPackage[]): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
   for (const p of pkgs) h.update(`${p.name} ${p.version}\n`);
-  for (const f of ["dom0.ts", "dom0-init.sh", "dom0-test.sh"]) h.update(await Bun.file(join(import.meta.dir, f)).bytes());
+  for (const f of ["dom0.ts", "dom0-init.sh", "dom0-test.sh"]) h.update(await Bun.file(join(HERE, f)).bytes());
   return h.digest("hex").slice(0, 16);
 }
 
@@ -99,8 +103,8 @@ export async function buildOuterImages(opts: { progress?: (line: string) => void
     return r.host;
   };
   const fs = new Rootfs();
-  fs.file("init", { file: join(import.meta.dir, "dom0-init.sh") }, 0o755);
-  fs.file("e2e/test.sh", { file: join(import.meta.dir, "dom0-test.sh") }, 0o755);
+  fs.file("init", { file: join(HERE, "dom0-init.sh") }, 0o755);
+  fs.file("e2e/test.sh", { file: join(HERE, "dom0-test.sh") }, 0o755);
   fs.charDev("dev/console", 0o600, 5, 1);
   for (const d of ["proc", "sys", "tmp", "run", "var/log/xen", "var/lib/xen"]) fs.dir(d, 0o755);
   for (const d of ["bin", "sbin", "lib", "lib64"]) fs.symlink(d, `usr/${d}`);

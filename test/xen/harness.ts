@@ -89,7 +89,7 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     ].join(" ");
     const timeoutS = Math.ceil((opts.timeoutMs ?? 420_000) / 1000);
     const qemu = [
-      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max,-smap", "-m", "2048", "-smp", "2",
+      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max,-smap,-fsgsbase", "-m", "2048", "-smp", "2",
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
       "-kernel", outer.xen, "-append", XEN_CMDLINE,
       // Multiboot modules are comma-separated; a module's command line follows its path.

@@ -7,10 +7,14 @@
 // default stub domain memory. --floor searches stubdomain_memory downwards in 8 MiB steps.
 // Exit status 0 only if every check required for those images passed.
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { buildBaselineImages } from "../bench/baseline/image.ts";
 import { bootNestedXen, findMemoryFloor, type ImageKind, type NestedXenRun } from "./harness.ts";
 
-const root = join(import.meta.dir, "../..");
+// import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+
+const root = join(HERE, "../..");
 
 export const REQUIRED: Record<ImageKind, string[]> = {
   baseline: ["xl-create", "qmp-vchan", "nic-frames", "destroy-clean"],

@@ -7,12 +7,16 @@
 //   bun test/bench/baseline/image.ts     writes dist/baseline/qemu-stubdom-linux-{kernel,rootfs}
 import { mkdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Sysroot, libraryClosure } from "../../../agent/build/closure.ts";
 import { fetchPackages, resolveDepends, type DebPackage } from "../../../agent/build/debian.ts";
 import { Rootfs, writeAtomically, writeCpioImage } from "../../../agent/build/image.ts";
 import { indexModules, resolveModules } from "../../../agent/build/modules.ts";
 
-const root = join(import.meta.dir, "../../..");
+// import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+
+const root = join(HERE, "../../..");
 export const BASELINE_DIR = join(root, "dist", "baseline");
 
 /** The packages build.ts makes our image from, plus the shell and the xenstore tools. */
@@ -46,7 +50,7 @@ async function busyboxApplets(busybox: string): Promise<string[]> {
 async function inputKey(pkgs: DebPackage[]): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
   for (const p of pkgs) h.update(`${p.name} ${p.version}\n`);
-  for (const f of ["init", "image.ts"]) h.update(await Bun.file(join(import.meta.dir, f)).bytes());
+  for (const f of ["init", "image.ts"]) h.update(await Bun.file(join(HERE, f)).bytes());
   return h.digest("hex");
 }
 
@@ -66,7 +70,7 @@ export async function buildBaselineImages(opts: { progress?: (line: string) => v
   await mkdir(BASELINE_DIR, { recursive: true });
   const sysroot = await Sysroot.load(pkgs.map((p) => p.root));
   const fs = new Rootfs();
-  fs.file("init", { file: join(import.meta.dir, "init") }, 0o755);
+  fs.file("init", { file: join(HERE, "init") }, 0o755);
   fs.charDev("dev/console", 0o600, 5, 1);
   for (const d of ["proc", "sys", "tmp", "run"]) fs.dir(d, 0o755);
   // Merged-/usr, as our image, so the closure's /usr/lib paths are where ld.so looks.
