@@ -97,7 +97,7 @@ fi
 
 dm_log
 for f in /var/log/xen/xen-hotplug.log /var/log/xen/xl-$guest.log; do
-  [ -e "$f" ] && sed "s|^|$(basename $f)| |" "$f"
+  [ -e "$f" ] && sed "s#^#$(basename $f)| #" "$f"
 done
 xl destroy $guest > /dev/null 2>&1
 sleep 1

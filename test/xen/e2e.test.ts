@@ -13,12 +13,14 @@ test("console parser: results, times, CRLF from the Xen console, relayed stub pa
     "E2E TIME xl-create-ms 8123\r\r",
     "STUB| [    2.07] Kernel panic - not syncing: System is deadlocked on memory",
     "E2E FAIL nic-frames no 00:16:3e:e2:e0:01 on xenbr0\r\r",
+    "E2E PASS qmp-vchan VM status: running\r(d1) pci dev 02:0 bar 14",
     "E2E DONE\r\r",
   ].join("\n");
   const r = parseConsole(log);
   expect(r.results).toEqual([
     { status: "PASS", check: "xl-create", detail: "" },
     { status: "FAIL", check: "nic-frames", detail: "no 00:16:3e:e2:e0:01 on xenbr0" },
+    { status: "PASS", check: "qmp-vchan", detail: "VM status: running" },
   ]);
   expect(r.times).toEqual({ "xl-create-ms": 8123 });
   expect(r.done).toBe(true);
