@@ -86,12 +86,17 @@ export async function run(argv: string[]): Promise<number> {
     qemuExited: record("qemuExited"),
     qmpStatus: record("qmpStatus"),
     error: record("error"),
-    flush: () => true,
+    flush: () => {
+      record("flush")();
+      return true;
+    },
   };
   const hvLog = values["hypervisor-log"];
   const hypervisor: Hypervisor = {
     shutdownGuest: (guest, reason) => {
       if (hvLog) appendFileSync(hvLog, `shutdownGuest ${guest} ${reason}\n`);
+      // Also in the health journal, so a test sees the order of reports and the hypervisor call.
+      record("shutdownGuest")(guest, reason);
     },
   };
   const machine: Machine = { sync, powerOff: (reason) => process.exit(EXIT_CODES[reason]) };

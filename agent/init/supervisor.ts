@@ -331,6 +331,9 @@ export class Supervisor {
     const exit = this.lastExit;
     this.reportError(`${why}${exit ? ` (${exit.signal ?? `code ${exit.code}`})` : ""}; crash policy ${plan.crash}`);
     deps.health.setPhase("crashed");
+    // Written before the hypervisor hears of it: the toolstack then destroys this domain, and a
+    // report still queued would be lost (dom0 would never see "crashed").
+    deps.health.flush();
     if (plan.crash === "hold") {
       deps.log.warn("crash policy hold: staying up for debugging; SIGTERM powers off");
       return;

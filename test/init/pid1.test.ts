@@ -17,6 +17,8 @@ interface Run {
   log: string;
   health: Record<string, unknown>;
   phases: string[];
+  /** Every reported call in order: `setPhase crashed`, `flush`, `shutdownGuest`... */
+  journal: string[];
   hypervisor: string[];
 }
 
@@ -79,10 +81,12 @@ async function runAgent(mode: Mode, o: Options): Promise<Run> {
   await Promise.all(actions);
   const health: Record<string, unknown> = {};
   const phases: string[] = [];
+  const journal: string[] = [];
   if (existsSync(`${dir}/health`)) {
     // Replays the writer calls into the keys the health writer would store.
     for (const line of readFileSync(`${dir}/health`, "utf8").trim().split("\n")) {
       const { call, args } = JSON.parse(line) as { call: string; args: unknown[] };
+      journal.push(call === "setPhase" ? `setPhase ${String(args[0])}` : call);
       if (call === "setPhase") phases.push(String(args[0]));
       if (call === "agentOverhead") health.agent_overhead_ms = args[0];
       if (call === "bootPhase") health[`boot_${String(args[0])}`] = args[1];
@@ -98,7 +102,7 @@ async function runAgent(mode: Mode, o: Options): Promise<Run> {
     }
   }
   const hypervisor = existsSync(`${dir}/hv`) ? readFileSync(`${dir}/hv`, "utf8").trim().split("\n").filter(Boolean) : [];
-  return { code, log, health, phases, hypervisor };
+  return { code, log, health, phases, hypervisor, journal };
 }
 
 const modes: Mode[] = isRoot ? ["pid1", "subreaper"] : ["subreaper"];
@@ -109,6 +113,11 @@ describe.each(modes)("agent as %s", (mode) => {
     const r = await runAgent(mode, { fake: ["--mode", "crash", "--after", "200", "--code", "7", "--lines", "30"] });
     expect(r.code, r.log).toBe(EXIT_CODES.crash);
     expect(r.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+    // The crash report is flushed to xenstore before the toolstack hears of the crash.
+    const crashed = r.journal.lastIndexOf("setPhase crashed");
+    expect(crashed).toBeGreaterThanOrEqual(0);
+    expect(r.journal.indexOf("flush", crashed)).toBeGreaterThan(crashed);
+    expect(r.journal.indexOf("shutdownGuest", crashed)).toBeGreaterThan(r.journal.indexOf("flush", crashed));
     expect(r.health.exit_code).toBe(7);
     expect(String(r.health.exit_stderr)).toMatch(/dying line 29\nfake-qemu: exiting$/);
     expect(String(r.health.exit_stderr).split("\n").length).toBeLessThanOrEqual(20);
