@@ -2,8 +2,8 @@
 // guest whose device model we are has crashed, so the toolstack's on_crash policy runs
 // (xen-stubdom-protocol.md §7). Each call opens and closes its own handle: it happens once
 // per life, and a handle kept open would hold /dev/xen/privcmd for nothing.
-import { dlopen, FFIType, type Library } from "bun:ffi";
-import { errno, SysError } from "./libc.ts";
+import { FFIType } from "bun:ffi";
+import { errno, lazyLibrary, SysError } from "./libc.ts";
 
 const LIB = "libxendevicemodel.so.1";
 const symbols = {
@@ -12,17 +12,7 @@ const symbols = {
   xendevicemodel_close: { args: [FFIType.ptr], returns: FFIType.i32 },
 } as const;
 
-let lib: Library<typeof symbols> | undefined;
-function dm(): Library<typeof symbols>["symbols"] {
-  if (!lib) {
-    try {
-      lib = dlopen(LIB, symbols);
-    } catch (e) {
-      throw new Error(`cannot load ${LIB}: ${(e as Error).message}`);
-    }
-  }
-  return lib.symbols;
-}
+const dm = lazyLibrary(LIB, symbols, "libxendevicemodel1");
 
 // xen/include/public/sched.h
 export const SHUTDOWN = { poweroff: 0, reboot: 1, suspend: 2, crash: 3 } as const;

@@ -5,7 +5,7 @@
 // Every wrapper here is non-blocking by construction (bun-as-pid1.md: a blocking FFI call
 // freezes timers, signals and child exits): no read() of a blocking fd, no waitid without
 // WNOHANG.
-import { dlopen, FFIType, ptr, read, type Library } from "bun:ffi";
+import { dlopen, FFIType, ptr, read, type FFIFunction, type Library } from "bun:ffi";
 
 const LIBC = "libc.so.6";
 const { i32, i64, u32, u64, ptr: p, cstring, void: none } = FFIType;
@@ -40,18 +40,29 @@ const symbols = {
   syscall: { args: [i64, i64, p, i64], returns: i64 },
 } as const;
 
-let lib: Library<typeof symbols> | undefined;
-
-export function libc(): Library<typeof symbols>["symbols"] {
-  if (!lib) {
-    try {
-      lib = dlopen(LIBC, symbols);
-    } catch (e) {
-      throw new Error(`cannot load ${LIBC}: ${(e as Error).message}`);
+/**
+ * A library opened on first use, so importing an ffi/ module never fails on a machine without
+ * it; a failure to load names the file, the loader's reason and, if given, the Debian package.
+ */
+export function lazyLibrary<S extends Record<string, FFIFunction>>(
+  file: string,
+  syms: S,
+  debianPackage?: string,
+): () => Library<S>["symbols"] {
+  let lib: Library<S> | undefined;
+  return () => {
+    if (!lib) {
+      try {
+        lib = dlopen(file, syms);
+      } catch (e) {
+        throw new Error(`cannot load ${file}: ${(e as Error).message}${debianPackage ? ` (Debian package ${debianPackage})` : ""}`);
+      }
     }
-  }
-  return lib.symbols;
+    return lib.symbols;
+  };
 }
+
+export const libc = lazyLibrary(LIBC, symbols);
 
 /** The calling thread's errno. Call immediately after the failing FFI call. */
 export function errno(): number {

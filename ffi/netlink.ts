@@ -5,8 +5,8 @@
 //
 // Reads never block the event loop: the sockets are non-blocking and read through
 // ffi/readloop.ts. A chunk may hold several datagrams; codec.split() cuts them at nlmsg_len.
-import { dlopen, FFIType, ptr, type Library } from "bun:ffi";
-import { errno, SysError } from "./libc.ts";
+import { FFIType, ptr } from "bun:ffi";
+import { errno, lazyLibrary, SysError } from "./libc.ts";
 import { readLoop } from "./readloop.ts";
 import { decode, encode, extAckMessage, IFF_UP, NLM_F_ACK, NLM_F_DUMP, RTM_DELLINK, RTM_NEWLINK, split, type Message } from "../agent/net/codec.ts";
 import { NetlinkError, type LinkEvent, type Netlink } from "../agent/net/types.ts";
@@ -34,11 +34,7 @@ const symbols = {
   close: { args: [FFIType.i32], returns: FFIType.i32 },
 } as const;
 
-let lib: Library<typeof symbols> | undefined;
-function c(): Library<typeof symbols>["symbols"] {
-  lib ??= dlopen("libc.so.6", symbols);
-  return lib.symbols;
-}
+const c = lazyLibrary("libc.so.6", symbols);
 
 function sockaddrNl(groups: number): Uint8Array {
   const b = new Uint8Array(12);

@@ -12,8 +12,8 @@
 // to back. The socket filter (agent/net/bpf.ts
 // dhcpSocketFilter) trims each frame to exactly its IPv4 length, so the reader can split a
 // chunk by the IPv4 total length field.
-import { dlopen, FFIType, ptr, type Library } from "bun:ffi";
-import { errno, SysError } from "./libc.ts";
+import { FFIType, ptr } from "bun:ffi";
+import { errno, lazyLibrary, SysError } from "./libc.ts";
 import { readLoop } from "./readloop.ts";
 import type { BpfInsn } from "../agent/net/codec.ts";
 import type { FramePort } from "../agent/net/dhcp.ts";
@@ -46,11 +46,7 @@ const symbols = {
   close: { args: [FFIType.i32], returns: FFIType.i32 },
 } as const;
 
-let lib: Library<typeof symbols> | undefined;
-function c(): Library<typeof symbols>["symbols"] {
-  lib ??= dlopen("libc.so.6", symbols);
-  return lib.symbols;
-}
+const c = lazyLibrary("libc.so.6", symbols);
 
 const cstr = (s: string) => Buffer.from(`${s}\0`);
 

@@ -2,8 +2,8 @@
 // dom0's vchan-socket-proxy connects to (xen-stubdom-protocol.md §6). Only non-blocking calls
 // are bound: readiness comes from the event-channel fd (see agent/qemu/vchan-channel.ts),
 // never from libxenvchan_wait, which would freeze the event loop.
-import { dlopen, FFIType, type Library, type Pointer } from "bun:ffi";
-import { errno, SysError } from "./libc.ts";
+import { FFIType, type Pointer } from "bun:ffi";
+import { errno, lazyLibrary, SysError } from "./libc.ts";
 
 const LIB = "libxenvchan.so.4.17";
 const { ptr, i32, u64, void: none } = FFIType;
@@ -18,17 +18,7 @@ const symbols = {
   libxenvchan_fd_for_select: { args: [ptr], returns: i32 },
 } as const;
 
-let lib: Library<typeof symbols> | undefined;
-function vc(): Library<typeof symbols>["symbols"] {
-  if (!lib) {
-    try {
-      lib = dlopen(LIB, symbols);
-    } catch (e) {
-      throw new Error(`cannot load ${LIB}: ${(e as Error).message}`);
-    }
-  }
-  return lib.symbols;
-}
+const vc = lazyLibrary(LIB, symbols, "libxenmisc4.17");
 
 export interface VchanServer {
   /** The event channel's fd: readable when the peer notified us. */

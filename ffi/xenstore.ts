@@ -8,7 +8,7 @@
 // O_NONBLOCK) once the byte was gone. So a small Worker only poll()s the fd, tells the main
 // thread, and waits to be re-armed; the main thread drains with xs_check_watch, which never
 // blocks. Bun.file(fd).stream() would consume the byte and is not used for this reason.
-import { CString, dlopen, FFIType, type Pointer, read, type Library } from "bun:ffi";
+import { CString, FFIType, type Pointer, read } from "bun:ffi";
 import {
   type TxId,
   type WatchEvent,
@@ -17,7 +17,7 @@ import {
   XenStoreError,
   type XsPermission,
 } from "../agent/xenstore/types.ts";
-import { errno, errnoName } from "./libc.ts";
+import { errno, errnoName, lazyLibrary } from "./libc.ts";
 
 const LIBXENSTORE = "libxenstore.so.4";
 /** What bun:ffi hands back for a `ptr` return. */
@@ -53,24 +53,8 @@ const libcSymbols = {
   getenv: { args: [FFIType.ptr], returns: FFIType.cstring },
 } as const;
 
-let xsLib: Library<typeof xsSymbols> | undefined;
-let cLib: Library<typeof libcSymbols> | undefined;
-
-function xs(): Library<typeof xsSymbols>["symbols"] {
-  if (!xsLib) {
-    try {
-      xsLib = dlopen(LIBXENSTORE, xsSymbols);
-    } catch (e) {
-      throw new Error(`cannot load ${LIBXENSTORE}: ${(e as Error).message} (Debian package libxenstore4)`);
-    }
-  }
-  return xsLib.symbols;
-}
-
-function c(): Library<typeof libcSymbols>["symbols"] {
-  cLib ??= dlopen("libc.so.6", libcSymbols);
-  return cLib.symbols;
-}
+const xs = lazyLibrary(LIBXENSTORE, xsSymbols, "libxenstore4");
+const c = lazyLibrary("libc.so.6", libcSymbols);
 
 const encoder = new TextEncoder();
 const cstr = (s: string): Uint8Array => encoder.encode(`${s}\0`);
