@@ -6,17 +6,8 @@ import { parseCmdline } from "../../agent/config/cmdline.ts";
 import { parseConfig } from "../../agent/config/parse.ts";
 import type { ParseResult } from "../../agent/config/types.ts";
 import { baseFixture, snapshotOf } from "./fixture.ts";
+import { rng } from "../rng.ts";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NASTY = [
   "", " ", "-", "0", "-1", "4", "3", "00", "1e3", "NaN", "__proto__", "constructor", "toString",

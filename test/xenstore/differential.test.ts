@@ -7,19 +7,10 @@ import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import type { XenStore, XsPermission } from "../../agent/xenstore/types.ts";
 import { XenStoreError } from "../../agent/xenstore/types.ts";
 import { type ServerProc, startServer } from "./harness.ts";
+import { rng } from "../rng.ts";
 
 const DOMAIN = 7;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Clients = { dom0: XenStore; dom: XenStore };
 

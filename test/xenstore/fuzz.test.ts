@@ -6,6 +6,7 @@ import { dispatch } from "../../agent/xenstore/dispatch.ts";
 import { Store } from "../../agent/xenstore/model.ts";
 import { encodeFrame, MsgType, splitStrings, strings } from "../../agent/xenstore/wire.ts";
 import { RawClient, type ServerProc, startServer, text } from "./harness.ts";
+import { rng } from "../rng.ts";
 
 const UNPRIVILEGED = 3;
 const mutating = new Set<number>([
@@ -13,17 +14,6 @@ const mutating = new Set<number>([
   MsgType.SET_TARGET,
 ]);
 
-// mulberry32: a seeded generator, so a failing run can be replayed.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Every node's path, value and permissions, walked through a dom0 connection. */
 async function snapshot(c: RawClient, path = "/", out: string[] = []): Promise<string[]> {
