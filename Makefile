@@ -42,8 +42,9 @@ bench: build
 # End to end on Xen 4.17 nested in QEMU TCG (issue 9): our dist/ images through the real xl.
 # STUBDOM_MEMORY=MiB overrides libxl's default stub domain memory (printed in the output).
 .PHONY: e2e-xen e2e-xen-baseline
+# Our image does not unpack at libxl's default (128 MiB + video) yet: see README, Performance.
 e2e-xen: build
-	$(BUN) test/xen/run.ts --images ours
+	STUBDOM_MEMORY=$${STUBDOM_MEMORY:-256} $(BUN) test/xen/run.ts --images ours
 e2e-xen-baseline: deps
 	$(BUN) test/xen/run.ts --images baseline
 
