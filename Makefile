@@ -64,9 +64,3 @@ run: build
 
 smoke: build
 	$(BUN) test/vm/run.ts --smoke
-
-# The stub-domain VM test that does not pass yet (crash report raced by the toolstack's
-# destroy), kept out of `make test`; test/vm/stubdom.test.ts is in it.
-.PHONY: vm-test
-vm-test: build
-	$(BUN) x --bun vitest run --config test/vm/vitest.vm.config.ts

@@ -259,7 +259,8 @@ async function main(): Promise<void> {
       extraFiles.push({ path: "/usr/share/stubdom-dev/guest/initrd", host: guest.initrd, mode: 0o644 });
     } else step("no test/vm/guest/build.ts: the dev rootfs carries no demo guest");
     // TCG QEMU needs its x86 firmware (SeaBIOS) besides the ROMs the Xen QEMU uses.
-    for (const p of ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/kvmvapic.bin", "/usr/share/qemu/linuxboot_dma.bin"]) {
+    // pvh.bin boots the demo guest's uncompressed vmlinux through its PVH entry.
+    for (const p of ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/kvmvapic.bin", "/usr/share/qemu/linuxboot_dma.bin", "/usr/share/qemu/pvh.bin"]) {
       const r = sysroot.resolve(p);
       if (!r) throw new BuildError(`dev firmware ${p} is in no package`);
       extraFiles.push({ path: p, host: r.host, mode: 0o644 });
