@@ -8,6 +8,7 @@
 // the two domains' clocks, which under Xen both start from the hypervisor's. A watching reader
 // also times the heartbeat counter on its own monotonic clock, which needs no trust in the
 // writer's clock at all; once it has seen the counter move, that observation decides.
+import { transaction } from "../xenstore/transaction.ts";
 import { readString } from "../xenstore/util.ts";
 import { XBT_NULL, XenStoreError, type TxId, type XenStore } from "../xenstore/types.ts";
 import { escapeText, preview } from "./sanitize.ts";
@@ -173,68 +174,66 @@ function readRaw(xs: XenStore, path: string, tx: TxId): Uint8Array | undefined |
 }
 
 /**
- * One consistent snapshot of a stub domain's report (read inside a transaction that is then
- * aborted, so a report is never seen half-written), validated and assessed.
+ * One consistent snapshot of a stub domain's report (read inside a transaction that commits, and
+ * is read again when the commit loses a race, so a report is never seen half-written), validated
+ * and assessed.
  */
 export function readReport(xs: XenStore, target: Target, clock: ReaderClock, seen?: Map<number, HeartbeatSeen>): StubReport {
-  const base = healthDir(target.stubdom);
-  let tx: TxId = XBT_NULL;
+  let report: StubReport;
   try {
-    tx = xs.transactionStart();
+    // xenstored snapshots a node when a transaction first touches it, not when the transaction
+    // starts: only a commit without EAGAIN proves that no key changed while the report was read.
+    report = transaction(xs, (tx) => readFields(xs, target, tx));
   } catch {
-    tx = XBT_NULL; // no transaction slot: read without one, a torn report is then possible
+    // No transaction slot, or a writer that never pauses: read once without one (a torn report
+    // is then possible).
+    report = readFields(xs, target, XBT_NULL);
   }
+  if (report.health !== "unreachable") assess(report, clock, seen);
+  return report;
+}
+
+function readFields(xs: XenStore, target: Target, tx: TxId): StubReport {
+  const base = healthDir(target.stubdom);
+  let names: string[];
   try {
-    let names: string[];
-    try {
-      names = xs.directory(base, tx);
-    } catch (e) {
-      const why = e instanceof XenStoreError && e.errno === "ENOENT" ? "no health keys" : `cannot list: ${escapeText(e instanceof XenStoreError ? e.errno : String(e))}`;
-      return unreachableReport(target, `${why} at ${base}`);
-    }
-    const fields: Fields = {};
-    const raws = new Map<string, Uint8Array>();
-    for (const k of HEALTH_KEYS) {
-      const raw = readRaw(xs, `${base}/${k}`, tx);
-      if (raw === undefined) continue;
-      if (typeof raw === "string") {
-        (fields as Record<string, Field<unknown>>)[k] = { state: "invalid", reason: raw, raw: "" };
-        continue;
-      }
-      raws.set(k, raw);
-      const d = decodeKey(k, raw);
-      (fields as Record<string, Field<unknown>>)[k] = d.ok ? { state: "ok", value: d.value } : { state: "invalid", reason: d.reason, raw: preview(raw) };
-    }
-    const nics: StubReport["nics"] = [];
-    for (let i = 0; i < MAX_NICS; i++) {
-      const raw = readRaw(xs, `${base}/${nicKey(i)}`, tx);
-      if (raw === undefined) continue;
-      if (typeof raw === "string") {
-        nics.push({ index: i, field: { state: "invalid", reason: raw, raw: "" } });
-        continue;
-      }
-      const d = decodeNic(raw);
-      nics.push({ index: i, field: d.ok ? { state: "ok", value: d.value } : { state: "invalid", reason: d.reason, raw: preview(raw) } });
-    }
-    const known = new Set<string>([...HEALTH_KEYS, "nic"]);
-    const unknown = names.filter((n) => !known.has(n));
-    const extraKeys = {
-      count: unknown.length,
-      sample: unknown.slice(0, EXTRA_SAMPLE).map((n) => preview(new TextEncoder().encode(n), 32)),
-    };
-    crossCheck(fields, raws);
-    const report: StubReport = { ...target, health: "ok", reasons: [], fields, nics, extraKeys };
-    assess(report, clock, seen);
-    return report;
-  } finally {
-    if (tx !== XBT_NULL) {
-      try {
-        xs.transactionEnd(tx, true);
-      } catch {
-        // Aborting a read-only transaction frees a slot; a failure here changes nothing read.
-      }
-    }
+    names = xs.directory(base, tx);
+  } catch (e) {
+    const why = e instanceof XenStoreError && e.errno === "ENOENT" ? "no health keys" : `cannot list: ${escapeText(e instanceof XenStoreError ? e.errno : String(e))}`;
+    return unreachableReport(target, `${why} at ${base}`);
   }
+  const fields: Fields = {};
+  const raws = new Map<string, Uint8Array>();
+  for (const k of HEALTH_KEYS) {
+    const raw = readRaw(xs, `${base}/${k}`, tx);
+    if (raw === undefined) continue;
+    if (typeof raw === "string") {
+      (fields as Record<string, Field<unknown>>)[k] = { state: "invalid", reason: raw, raw: "" };
+      continue;
+    }
+    raws.set(k, raw);
+    const d = decodeKey(k, raw);
+    (fields as Record<string, Field<unknown>>)[k] = d.ok ? { state: "ok", value: d.value } : { state: "invalid", reason: d.reason, raw: preview(raw) };
+  }
+  const nics: StubReport["nics"] = [];
+  for (let i = 0; i < MAX_NICS; i++) {
+    const raw = readRaw(xs, `${base}/${nicKey(i)}`, tx);
+    if (raw === undefined) continue;
+    if (typeof raw === "string") {
+      nics.push({ index: i, field: { state: "invalid", reason: raw, raw: "" } });
+      continue;
+    }
+    const d = decodeNic(raw);
+    nics.push({ index: i, field: d.ok ? { state: "ok", value: d.value } : { state: "invalid", reason: d.reason, raw: preview(raw) } });
+  }
+  const known = new Set<string>([...HEALTH_KEYS, "nic"]);
+  const unknown = names.filter((n) => !known.has(n));
+  const extraKeys = {
+    count: unknown.length,
+    sample: unknown.slice(0, EXTRA_SAMPLE).map((n) => preview(new TextEncoder().encode(n), 32)),
+  };
+  crossCheck(fields, raws);
+  return { ...target, health: "ok", reasons: [], fields, nics, extraKeys };
 }
 
 const invalidate = (fields: Fields, k: HealthKey, raws: Map<string, Uint8Array>, reason: string) => {
