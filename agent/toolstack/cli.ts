@@ -78,6 +78,10 @@ export async function run(argv: string[]): Promise<number> {
       const reason = await requested;
       out(`hypervisor: shutdown of domain ${G} requested: ${reason}`);
       stopWatching();
+      if (guest.onCrash === "preserve") {
+        out(`on_crash=preserve: keeping guest ${G} and stub domain ${ids.stubDomid}`);
+        return 0;
+      }
       // on_crash=destroy: libxl tears down the guest and its stub domain together.
       destroyDomains(xs, guest, ids);
       out(`destroyed guest ${G} and stub domain ${ids.stubDomid}`);

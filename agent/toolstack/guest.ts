@@ -41,6 +41,11 @@ export const guestSchema = z.object({
   nics: z.array(nic).max(16).default([]),
   /** xl.cfg `serial=` list; each becomes /dev/hvc3, /dev/hvc4... in the stub domain. */
   serial: z.array(z.string().min(1).max(256)).max(8).default([]),
+  /**
+   * xl.cfg `on_crash`, applied when the stub domain reports the guest crashed: `destroy` tears
+   * both domains down (their keys vanish at once), `preserve` keeps them for inspection.
+   */
+  onCrash: z.enum(["destroy", "preserve"]).default("destroy"),
   /** Restoring from a saved image (xl restore): adds `-incoming` to the argument list. */
   restore: z.boolean().default(false),
   /** xl.cfg `device_model_args` / `device_model_args_hvm`, passed through. */

@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openXenStore } from "../../ffi/xenstore.ts";
@@ -166,6 +167,37 @@ describe("stubdom-init simulate-toolstack against the wire server", () => {
       dom0.close();
     } finally {
       stubXs.close();
+    }
+  });
+
+  it("with on_crash=preserve, a shutdown request keeps both domains and their keys", async () => {
+    const file = join(tmpdir(), `sim-preserve-${process.pid}.json`);
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(guestFile("demo"), "utf8")), onCrash: "preserve" }));
+    const p = sim("--guest", file);
+    const stubXs = openXenStore({ path: server.domainSocket(2) });
+    try {
+      for (let i = 0; i < 100; i++) {
+        try {
+          stubXs.read("target");
+          break;
+        } catch {
+          await Bun.sleep(50);
+        }
+      }
+      stubXs.write("device-model/1/state", "running");
+      await Bun.sleep(300);
+      stubXs.write("data/dev-hypervisor/shutdown", "crash");
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      expect(out).toContain("hypervisor: shutdown of domain 1 requested: crash");
+      expect(out).toContain("on_crash=preserve: keeping guest 1 and stub domain 2");
+      expect(out).not.toContain("destroyed");
+      expect(code).toBe(0);
+      const dom0 = openXenStore({ path: server.socket });
+      expect(new TextDecoder().decode(dom0.read("/local/domain/2/target"))).toBe("1");
+      dom0.close();
+    } finally {
+      stubXs.close();
+      rmSync(file, { force: true });
     }
   });
 
