@@ -56,10 +56,11 @@ export function vchanChannel(openServer: () => VchanServer): RelayChannel {
           pending.push(data.slice());
           flush();
         },
-        close() {
+        async close() {
           if (closed) return;
           closed = true;
-          void events.cancel().catch(() => undefined).finally(() => srv.close());
+          await events.cancel().catch(() => undefined);
+          srv.close();
         },
       };
     },

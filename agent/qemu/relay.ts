@@ -9,7 +9,8 @@ export interface RelaySession {
   /** Bytes from the client; ends when the client leaves. */
   chunks(): AsyncIterable<Uint8Array>;
   write(data: Uint8Array): void;
-  close(): void;
+  /** Resolves once the channel can serve the next client. */
+  close(): Promise<void> | void;
 }
 
 export interface RelayChannel {
@@ -53,7 +54,9 @@ export async function runQmpRelay(o: RelayOptions): Promise<void> {
       await Bun.sleep(o.retryMs ?? 1000);
     } finally {
       qemu?.close();
-      session?.close();
+      // The next accept() must not start before this session is gone: a libxenvchan server
+      // closed after its successor was set up takes the successor's xenstore keys with it.
+      await session?.close();
     }
   }
 }
