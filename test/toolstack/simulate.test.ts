@@ -143,8 +143,9 @@ describe("stubdom-init simulate-toolstack against the wire server", () => {
     }
   });
 
-  it("plays the hypervisor: a shutdown request destroys both domains", async () => {
-    const p = sim("--guest", guestFile("demo"));
+  /** Plays the stub domain: waits for its keys, reports running, then asks for a crash shutdown. */
+  async function crashThroughSimulator(guestPath: string): Promise<{ out: string; code: number }> {
+    const p = sim("--guest", guestPath);
     const stubXs = openXenStore({ path: server.domainSocket(2) });
     try {
       for (let i = 0; i < 100; i++) {
@@ -159,35 +160,27 @@ describe("stubdom-init simulate-toolstack against the wire server", () => {
       await Bun.sleep(300);
       stubXs.write("data/dev-hypervisor/shutdown", "crash");
       const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
-      expect(out).toContain("hypervisor: shutdown of domain 1 requested: crash");
-      expect(out).toContain("destroyed guest 1 and stub domain 2");
-      expect(code).toBe(0);
-      const dom0 = openXenStore({ path: server.socket });
-      expect(() => dom0.read("/local/domain/2/target")).toThrow(/ENOENT/);
-      dom0.close();
+      return { out, code };
     } finally {
       stubXs.close();
     }
+  }
+
+  it("plays the hypervisor: a shutdown request destroys both domains", async () => {
+    const { out, code } = await crashThroughSimulator(guestFile("demo"));
+    expect(out).toContain("hypervisor: shutdown of domain 1 requested: crash");
+    expect(out).toContain("destroyed guest 1 and stub domain 2");
+    expect(code).toBe(0);
+    const dom0 = openXenStore({ path: server.socket });
+    expect(() => dom0.read("/local/domain/2/target")).toThrow(/ENOENT/);
+    dom0.close();
   });
 
   it("with on_crash=preserve, a shutdown request keeps both domains and their keys", async () => {
     const file = join(tmpdir(), `sim-preserve-${process.pid}.json`);
     writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(guestFile("demo"), "utf8")), onCrash: "preserve" }));
-    const p = sim("--guest", file);
-    const stubXs = openXenStore({ path: server.domainSocket(2) });
     try {
-      for (let i = 0; i < 100; i++) {
-        try {
-          stubXs.read("target");
-          break;
-        } catch {
-          await Bun.sleep(50);
-        }
-      }
-      stubXs.write("device-model/1/state", "running");
-      await Bun.sleep(300);
-      stubXs.write("data/dev-hypervisor/shutdown", "crash");
-      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      const { out, code } = await crashThroughSimulator(file);
       expect(out).toContain("hypervisor: shutdown of domain 1 requested: crash");
       expect(out).toContain("on_crash=preserve: keeping guest 1 and stub domain 2");
       expect(out).not.toContain("destroyed");
@@ -196,7 +189,6 @@ describe("stubdom-init simulate-toolstack against the wire server", () => {
       expect(new TextDecoder().decode(dom0.read("/local/domain/2/target"))).toBe("1");
       dom0.close();
     } finally {
-      stubXs.close();
       rmSync(file, { force: true });
     }
   });
