@@ -20,6 +20,7 @@ import { run as runSubcommand } from "./cli.ts";
 import { devHypervisor, xenHypervisor } from "./hypervisor.ts";
 import { loadModules, lockdownMode, stubdomModules } from "./modules.ts";
 import { onNicUnplug, type LinkedNics } from "./nic-unplug.ts";
+import { realPowerButtonSys, watchPowerButtons } from "./power-button.ts";
 import type { Machine, PowerOffReason } from "./platform.ts";
 import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
 import { realSetupSys } from "./setup-sys.ts";
@@ -94,6 +95,11 @@ export async function runInit(): Promise<never> {
   const sup = new Supervisor(plan, deps);
   for (const signal of earlySignals) sup.queue.push({ kind: "signal", signal });
   if (net) sup.qmpListeners.add(onNicUnplug(net.pairs, (pair) => unlinkNic(net.nl, pair), log));
+  // Started with supervision: a press before that is lost, as it would be with no listener.
+  watchPowerButtons(realPowerButtonSys(), (device) => {
+    log.info(`power button pressed (${device}): stopping as for SIGTERM`);
+    sup.queue.push({ kind: "signal", signal: "SIGTERM" });
+  }, log);
   startQmpRelay(options, config, log, `${plan.runDir}/${MONITORS.relay}.sock`);
   await supervise(sup);
   for (;;) await Bun.sleep(1 << 30);

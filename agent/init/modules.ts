@@ -41,7 +41,13 @@ export function stubdomModules(xen: boolean): ModuleRequest[] {
         req("xen-evtchn"), req("xen-gntdev"), req("xen-gntalloc"), req("xen-privcmd", "unrestricted=1"), req("xenfs"),
         req("xen-netfront"), req("xen-blkfront"), ...net,
       ]
-    : [opt("virtio_pci"), req("virtio_console"), opt("virtio_net"), opt("virtio_blk"), ...net];
+    : [
+        opt("virtio_pci"), req("virtio_console"), opt("virtio_net"), opt("virtio_blk"),
+        // A VM's ACPI power button as /dev/input/eventN (power-button.ts). A Xen PV stub domain
+        // has no ACPI: `xl shutdown` comes through /sbin/poweroff there.
+        opt("button"), opt("evdev"),
+        ...net,
+      ];
 }
 
 /** Loads every request and what it depends on, each once; throws on a required failure. */

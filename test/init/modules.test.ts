@@ -66,6 +66,11 @@ test("a load error of a required module stops the boot with the module's line", 
 test("the Xen list asks for unrestricted privcmd; the development list has no Xen modules", () => {
   expect(stubdomModules(true).find((m) => m.name === "xen-privcmd")?.params).toBe("unrestricted=1");
   expect(stubdomModules(false).some((m) => m.name.startsWith("xen"))).toBe(false);
+  // The power button (ACPI button + evdev) only exists in a VM, and its absence must not stop a boot.
+  for (const name of ["button", "evdev"]) {
+    expect(stubdomModules(false).find((m) => m.name === name)?.required).toBe(false);
+    expect(stubdomModules(true).some((m) => m.name === name)).toBe(false);
+  }
 });
 
 test("lockdown mode is the bracketed word", () => {
