@@ -59,6 +59,8 @@ const AGENT_MODULES = [
   // agent/net's anti-spoofing guard is a classic-BPF direct-action filter.
   "cls_bpf",
   "virtio_pci", "virtio_net", "virtio_console", "virtio_blk",
+  // The ACPI power button as /dev/input/eventN (a VM's power button; none under Xen PV).
+  "button", "evdev",
 ];
 
 const AGENT_FLAGS = [
@@ -150,6 +152,8 @@ async function assemble(opts: {
   const { sysroot, kernel } = opts;
   const usr = new Rootfs();
   usr.file("bin/stubdom-init", { file: opts.agent }, 0o755);
+  // The kernel runs /sbin/poweroff on `xl shutdown`: stage 0 under that name signals the agent.
+  usr.symlink("sbin/poweroff", "/init");
   step(`${opts.name}: library closure of ${[...IMAGE_ROOTS, ...opts.extraRoots].length} roots + the agent`);
   const closure = await libraryClosure(
     [{ path: "/usr/bin/stubdom-init", host: opts.agent }, ...IMAGE_ROOTS.map((path) => ({ path })), ...opts.extraRoots.map((path) => ({ path }))],

@@ -18,10 +18,18 @@
  *
  * A failure prints the step and errno on the console and powers the domain off: returning or
  * exiting from PID 1 would panic the kernel instead of stopping cleanly.
+ *
+ * The same file is /sbin/poweroff (a symlink to /init). `xl shutdown` of a stub domain makes
+ * the kernel (drivers/xen/manage.c) call orderly_poweroff(), which runs /sbin/poweroff as a
+ * usermode helper; a power-off that bypassed the agent would leave QEMU unstopped and the
+ * health report at "running". So, run under that name, stage 0 only asks PID 1 (the agent)
+ * for its graceful stop with SIGTERM, the signal it already handles, and exits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
 #include <linux/loop.h>
 #include <stdio.h>
 #include <string.h>
@@ -115,9 +123,23 @@ static void mount_usr(void)
 	close(loop);
 }
 
+/* /sbin/poweroff: PID 1 stops QEMU, syncs and powers off; a second request is harmless. */
+static int ask_pid1_to_power_off(void)
+{
+	if (kill(1, SIGTERM) != 0) {
+		char detail[96];
+		snprintf(detail, sizeof detail, "(errno %d, %s)", errno, strerror(errno));
+		say("poweroff: kill(1, SIGTERM) failed ", detail, "");
+		return 1;
+	}
+	say("poweroff: asked PID 1 to stop (SIGTERM)", "", "");
+	return 0;
+}
+
 int main(int argc, char **argv, char **envp)
 {
-	(void)argc;
+	if (getpid() != 1 && argc > 0 && strcmp(basename(argv[0]), "poweroff") == 0)
+		return ask_pid1_to_power_off();
 	if (getpid() != 1) {
 		say("must run as PID 1 (the kernel's /init)", "", "");
 		return 1;
