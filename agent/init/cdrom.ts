@@ -1,0 +1,254 @@
+// CD-ROM changes with libxl >= 4.20 (xen.git a18b50614d, docs/misc/stubdom.txt "CD-ROM
+// changing"). For `xl cd-insert`/`cd-eject` libxl: QMP `eject` of `ide-<devid>`; looks in
+// query-fdsets for an fd whose opaque is `stub-devid:<devid>` and `remove-fd`s it; detaches the
+// stub domain's PV disk; attaches the new one (an empty placeholder for an eject); then polls
+// query-fdsets every 200 ms until that opaque shows up again and sends `blockdev-change-medium
+// id=ide-<devid> filename=/dev/fdset/<N> format=host_device` (not for an empty disk, but it
+// polls for the fdset all the same). The add-fd in between is ours: when the re-attached vbd
+// connects, open its /dev/xvdX read-only (QEMU matches the fd's access mode, and the drive is
+// readonly=on) and hand it to QEMU with that opaque; any fdset-id will do, libxl finds it by
+// the opaque.
+//
+// What we see in xenstore: libxl (re)writes the stub domain's frontend directory
+// device/vbd/<devid>/ (virtual-device, device-type = cdrom, state = 1); the stub domain's
+// blkfront moves `state` to 4 (Connected) just before it adds the disk, so the device node
+// appears a moment later; on detach `state` goes to 5/6 and libxl removes the directory.
+// A vbd present before QEMU started is on QEMU's command line already: only a directory
+// (re)created while we watch gets an fdset. When a vbd goes away while our fdset still holds
+// it (a plain block-detach, where libxl removes nothing), the fdset is removed here, since an
+// open fd would keep blkfront from closing the device.
+import type { Logger } from "../log.ts";
+import { XenStoreError, type XenStore } from "../xenstore/types.ts";
+
+/** XenbusState values (xen/include/public/io/xenbus.h) that matter here. */
+export const XENBUS = { connected: 4, closing: 5, closed: 6 } as const;
+const MAX_XENBUS_STATE = 8;
+/** Extended vbd numbers (1 << 28 | disk << 8 | partition), as libxl and blkfront use them. */
+const EXTENDED = 1 << 28;
+
+/** a, b, ..., z, aa, ab, ...: Linux's disk name suffix for disk index n. */
+export function diskLetters(n: number): string {
+  return (n >= 26 ? diskLetters(Math.floor(n / 26) - 1) : "") + String.fromCharCode(97 + (n % 26));
+}
+
+/**
+ * How Linux's xen-blkfront names a vbd from its devid (xen_translate_vdev): every emulated
+ * major (hd, sd) becomes an xvd name, so libxl's hdc (devid 5632) is /dev/xvdc. Whole disks
+ * only: a partition (or an unknown major, which blkfront refuses) gives null.
+ */
+export function vbdDiskName(devid: number): string | null {
+  if (!Number.isInteger(devid) || devid < 0) return null;
+  if (devid & EXTENDED) {
+    const minor = devid - EXTENDED;
+    return devid < 2 * EXTENDED && minor % 256 === 0 ? `xvd${diskLetters(minor / 256)}` : null;
+  }
+  if (devid > 0xffff) return null;
+  const major = devid >> 8;
+  const minor = devid & 0xff;
+  const whole = (perDisk: number, offset: number) => (minor % perDisk === 0 ? `xvd${diskLetters(offset + minor / perDisk)}` : null);
+  const byMajor: Record<number, () => string | null> = {
+    3: () => whole(64, 0), // hda, hdb
+    22: () => whole(64, 2), // hdc, hdd
+    8: () => whole(16, 0), // sda..sdp
+    202: () => whole(16, 0), // xvda..xvdp
+  };
+  if (byMajor[major]) return byMajor[major]!();
+  if (major >= 65 && major <= 71) return whole(16, (major - 64) * 16);
+  if (major >= 128 && major <= 135) return whole(16, (major - 128 + 8) * 16);
+  return null;
+}
+
+export const stubDevidOpaque = (devid: number) => `stub-devid:${devid}`;
+
+/** The part of the QMP client this needs. */
+export interface CdromQmp {
+  execute(command: string, args?: Record<string, unknown>, timeoutMs?: number, fds?: number[]): Promise<unknown>;
+}
+
+/** Block device nodes: the real ones under /dev (cdrom-devices.ts) or a fake. */
+export interface BlockDevices {
+  /** Resolves once `path` exists; rejects after timeoutMs. Event driven, never polls. */
+  waitFor(path: string, timeoutMs: number): Promise<void>;
+  /** An O_RDONLY | O_CLOEXEC fd on `path`, or throws. */
+  openReadOnly(path: string): number;
+  close(fd: number): void;
+}
+
+export interface CdromDeps {
+  xs: Pick<XenStore, "read">;
+  /** The stub domain's frontend vbd directory, /local/domain/<S>/device/vbd (the watched path). */
+  vbdDir: string;
+  /** QEMU's monitor while QEMU runs, else undefined. */
+  qmp(): CdromQmp | undefined;
+  devices: BlockDevices;
+  log: Logger;
+  /** A failure for the health report (it never stops the agent). */
+  report(message: string): void;
+  /** Where blkfront's nodes appear; default /dev. */
+  devDir?: string;
+  /** Default 10 s: libxl gives the whole change LIBXL_HOTPLUG_TIMEOUT. */
+  nodeTimeoutMs?: number;
+  qmpTimeoutMs?: number;
+}
+
+/** What one read of a vbd's frontend says. */
+type VbdView =
+  | { kind: "gone" }
+  | { kind: "invalid"; key: string; reason: string }
+  | { kind: "present"; state: number; cdrom: boolean };
+
+type Step = "add" | "release" | "none";
+
+interface Vbd {
+  /** An add-fd was queued for this incarnation of the vbd. */
+  added: boolean;
+  /** The fdset it created, once QEMU answered. */
+  fdset?: number;
+}
+
+/**
+ * The decision for one vbd, given what xenstore says now. Only a vbd seen (re)created while
+ * watching has a record; `release` forgets the record, `add` happens once per incarnation.
+ */
+export function decide(view: VbdView, vbd: Vbd | undefined): Step {
+  if (!vbd) return "none";
+  if (view.kind === "invalid") return "none";
+  // `added`, not `fdset`: an add still queued sets the fdset before the release runs.
+  if (view.kind === "gone" || view.state === XENBUS.closing || view.state === XENBUS.closed) return vbd.added ? "release" : "none";
+  return view.cdrom && view.state === XENBUS.connected && !vbd.added ? "add" : "none";
+}
+
+const DEVID = /^(0|[1-9][0-9]{0,9})$/;
+
+export class CdromFdsets {
+  private readonly vbds = new Map<number, Vbd>();
+  private chain: Promise<void> = Promise.resolve();
+  private readonly nodeTimeoutMs: number;
+  private readonly qmpTimeoutMs: number;
+
+  constructor(private readonly deps: CdromDeps) {
+    this.nodeTimeoutMs = deps.nodeTimeoutMs ?? 10_000;
+    this.qmpTimeoutMs = deps.qmpTimeoutMs ?? 5000;
+  }
+
+  /**
+   * One xenstore watch event under vbdDir. Synchronous bookkeeping; the QMP work runs on its
+   * own queue, in event order, so the supervisor's loop never waits for a device node.
+   */
+  onWatch(path: string): void {
+    const { vbdDir, log } = this.deps;
+    if (!path.startsWith(`${vbdDir}/`)) return;
+    const [id, key] = path.slice(vbdDir.length + 1).split("/");
+    if (id === undefined) return;
+    if (!DEVID.test(id) || vbdDiskName(Number(id)) === null) {
+      this.problem(`cdrom: ${vbdDir}/${id.slice(0, 40)}: not a whole-disk vbd number; ignored`);
+      return;
+    }
+    const devid = Number(id);
+    // The directory itself or virtual-device is written only when libxl (re)creates the vbd
+    // (and fires again when it removes it): a new incarnation.
+    if (key === undefined || key === "virtual-device") {
+      const old = this.vbds.get(devid);
+      if (old?.added) this.enqueue(() => this.release(devid, old));
+      this.vbds.set(devid, { added: false });
+    }
+    const vbd = this.vbds.get(devid);
+    const view = this.view(devid);
+    if (view.kind === "invalid") this.problem(`cdrom: ${view.key}: ${view.reason}; ignored`);
+    const step = decide(view, vbd);
+    if (view.kind === "gone") this.vbds.delete(devid);
+    if (step === "none" || !vbd) return;
+    if (step === "release") {
+      this.vbds.delete(devid);
+      this.enqueue(() => this.release(devid, vbd));
+      return;
+    }
+    vbd.added = true;
+    log.debug(`cdrom: vbd ${devid} connected`);
+    this.enqueue(() => this.add(devid, vbd));
+  }
+
+  /** Resolves when every queued action has run (tests, and a clean stop). */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.chain = this.chain.then(fn).catch((e: unknown) => this.problem(`cdrom: ${(e as Error).message}`));
+  }
+
+  private problem(message: string): void {
+    this.deps.log.error(message);
+    this.deps.report(message);
+  }
+
+  private view(devid: number): VbdView {
+    const dir = `${this.deps.vbdDir}/${devid}`;
+    const state = this.readText(`${dir}/state`, 4);
+    if (state === null) return { kind: "gone" };
+    if (typeof state !== "string") return state;
+    if (!/^[0-9]$/.test(state) || Number(state) > MAX_XENBUS_STATE) return { kind: "invalid", key: `${dir}/state`, reason: `not a XenbusState (0..${MAX_XENBUS_STATE})` };
+    const type = this.readText(`${dir}/device-type`, 16);
+    if (type === null) return { kind: "present", state: Number(state), cdrom: false };
+    if (typeof type !== "string") return type;
+    return { kind: "present", state: Number(state), cdrom: type === "cdrom" };
+  }
+
+  /** A short untrusted value: the text, null when absent, or why it is unusable. */
+  private readText(key: string, maxBytes: number): string | null | VbdView {
+    let raw: Uint8Array;
+    try {
+      raw = this.deps.xs.read(key);
+    } catch (e) {
+      if (e instanceof XenStoreError && e.errno === "ENOENT") return null;
+      return { kind: "invalid", key, reason: `unreadable: ${(e as Error).message}` };
+    }
+    if (raw.length > maxBytes) return { kind: "invalid", key, reason: `${raw.length} bytes, at most ${maxBytes}` };
+    const text = new TextDecoder().decode(raw);
+    return /^[\x20-\x7e]*$/.test(text) ? text : { kind: "invalid", key, reason: "not printable ASCII" };
+  }
+
+  private async add(devid: number, vbd: Vbd): Promise<void> {
+    const { devices, log } = this.deps;
+    const node = `${this.deps.devDir ?? "/dev"}/${vbdDiskName(devid)}`;
+    await devices.waitFor(node, this.nodeTimeoutMs);
+    const qmp = this.deps.qmp();
+    if (!qmp) throw new Error(`vbd ${devid} (${node}) reconnected while QEMU's monitor is not usable: no add-fd, libxl's CD-ROM change will time out`);
+    const fd = devices.openReadOnly(node);
+    let reply: unknown;
+    try {
+      reply = await qmp.execute("add-fd", { opaque: stubDevidOpaque(devid) }, this.qmpTimeoutMs, [fd]);
+    } finally {
+      // QEMU holds its own copy now (or nothing, on failure).
+      devices.close(fd);
+    }
+    const fdset = (reply as { "fdset-id"?: unknown } | null)?.["fdset-id"];
+    if (!Number.isSafeInteger(fdset) || (fdset as number) < 0) throw new Error(`add-fd for vbd ${devid}: QEMU answered without an fdset-id`);
+    vbd.fdset = fdset as number;
+    log.info(`cdrom: add-fd ${node} (vbd ${devid}, read-only) as fdset ${vbd.fdset}, opaque ${stubDevidOpaque(devid)}`);
+  }
+
+  /** Removes our fdset unless libxl already did (it does, before detaching, for cd-insert). */
+  private async release(devid: number, vbd: Vbd): Promise<void> {
+    const fdset = vbd.fdset;
+    const qmp = this.deps.qmp();
+    if (fdset === undefined || !qmp) return;
+    vbd.fdset = undefined;
+    const sets = await qmp.execute("query-fdsets", undefined, this.qmpTimeoutMs);
+    if (!holdsOpaque(sets, fdset, stubDevidOpaque(devid))) {
+      this.deps.log.info(`cdrom: vbd ${devid} gone; fdset ${fdset} was already removed (by libxl)`);
+      return;
+    }
+    await qmp.execute("remove-fd", { "fdset-id": fdset }, this.qmpTimeoutMs);
+    this.deps.log.info(`cdrom: vbd ${devid} gone; remove-fd fdset ${fdset}`);
+  }
+}
+
+/** Whether query-fdsets' answer lists `opaque` in fdset `id` (QEMU's reply, validated loosely). */
+export function holdsOpaque(sets: unknown, id: number, opaque: string): boolean {
+  if (!Array.isArray(sets)) return false;
+  return sets.some((s: unknown) => {
+    const set = s as { "fdset-id"?: unknown; fds?: unknown };
+    return set?.["fdset-id"] === id && Array.isArray(set.fds) && set.fds.some((f: unknown) => (f as { opaque?: unknown })?.opaque === opaque);
+  });
+}

@@ -1,0 +1,222 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { afterEach, describe, expect, test } from "vitest";
+import { CdromFdsets, decide, holdsOpaque, vbdDiskName, type BlockDevices, type CdromQmp } from "../../agent/init/cdrom.ts";
+import { devNodes } from "../../agent/init/cdrom-devices.ts";
+import { createLogger } from "../../agent/log.ts";
+import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
+
+test("blkfront's names: libxl's hd/sd/xvd devids become xvd disks; partitions and unknown majors have none", () => {
+  const cases: Array<[number, string | null]> = [
+    [768, "xvda"], // hda (3 << 8)
+    [832, "xvdb"], // hdb
+    [5632, "xvdc"], // hdc (22 << 8): libxl's usual CD-ROM
+    [5696, "xvdd"], // hdd
+    [2048, "xvda"], // sda
+    [2080, "xvdc"], // sdc, the example in libxl's comment
+    [51712, "xvda"], // xvda (202 << 8)
+    [51744, "xvdc"],
+    [51952, "xvdp"],
+    [(65 << 8) | 0, "xvdq"], // sdq
+    [(1 << 28) | (26 << 8), "xvdaa"], // extended xvdaa
+    [5633, null], // hdc1: a partition
+    [51745, null], // xvdc1
+    [(9 << 8), null], // an unknown major
+    [-1, null],
+    [(1 << 29), null],
+  ];
+  for (const [devid, name] of cases) expect(vbdDiskName(devid), String(devid)).toBe(name);
+});
+
+test("the decision table: only a vbd (re)created while watching gets an fdset, and loses it when it goes", () => {
+  const connectedCd = { kind: "present", state: 4, cdrom: true } as const;
+  expect(decide(connectedCd, undefined)).toBe("none"); // on the command line since boot
+  expect(decide(connectedCd, { added: false })).toBe("add");
+  expect(decide(connectedCd, { added: true, fdset: 0 })).toBe("none");
+  expect(decide({ kind: "present", state: 4, cdrom: false }, { added: false })).toBe("none");
+  expect(decide({ kind: "present", state: 3, cdrom: true }, { added: false })).toBe("none");
+  expect(decide({ kind: "present", state: 5, cdrom: true }, { added: true })).toBe("release");
+  expect(decide({ kind: "present", state: 6, cdrom: true }, { added: true })).toBe("release");
+  expect(decide({ kind: "gone" }, { added: true })).toBe("release");
+  expect(decide({ kind: "gone" }, { added: false })).toBe("none");
+  expect(decide({ kind: "invalid", key: "k", reason: "r" }, { added: false })).toBe("none");
+});
+
+test("holdsOpaque reads query-fdsets' answer and tolerates garbage", () => {
+  const sets = [{ "fdset-id": 1, fds: [{ fd: 30, opaque: "hvc1" }] }, { "fdset-id": 0, fds: [{ fd: 31, opaque: "stub-devid:5632" }] }];
+  expect(holdsOpaque(sets, 0, "stub-devid:5632")).toBe(true);
+  expect(holdsOpaque(sets, 1, "stub-devid:5632")).toBe(false);
+  expect(holdsOpaque(null, 0, "x")).toBe(false);
+  expect(holdsOpaque([null, 3, { fds: "no" }], 0, "x")).toBe(false);
+});
+
+const STUB = 3;
+const VBD = `/local/domain/${STUB}/device/vbd`;
+
+function rig(opts: { qmp?: boolean; nodeMissing?: boolean; bootCdrom?: number } = {}) {
+  const dom0 = new MemoryXenStore();
+  if (opts.bootCdrom !== undefined) {
+    for (const [k, v] of Object.entries({ state: "4", "virtual-device": String(opts.bootCdrom), "device-type": "cdrom" })) dom0.write(`${VBD}/${opts.bootCdrom}/${k}`, v);
+  }
+  const stub = new MemoryXenStore({ store: dom0.store, domid: STUB, privileged: true });
+  const lines: string[] = [];
+  const reports: string[] = [];
+  const calls: Array<{ command: string; args?: Record<string, unknown>; fds?: number[] }> = [];
+  const fdsets: Array<{ "fdset-id": number; fds: Array<{ fd: number; opaque: string }> }> = [];
+  let nextFdset = 0;
+  const qmp: CdromQmp = {
+    async execute(command, args, _timeout, fds) {
+      calls.push({ command, ...(args ? { args } : {}), ...(fds ? { fds } : {}) });
+      if (command === "add-fd") {
+        const id = nextFdset++;
+        fdsets.push({ "fdset-id": id, fds: [{ fd: 100 + id, opaque: String(args?.opaque) }] });
+        return { "fdset-id": id, fd: 100 + id };
+      }
+      if (command === "query-fdsets") return structuredClone(fdsets);
+      if (command === "remove-fd") {
+        fdsets.splice(fdsets.findIndex((s) => s["fdset-id"] === args?.["fdset-id"]), 1);
+        return {};
+      }
+      throw new Error(`unexpected ${command}`);
+    },
+  };
+  const opened: string[] = [];
+  const closed: number[] = [];
+  const devices: BlockDevices = {
+    waitFor: async (path) => {
+      if (opts.nodeMissing) throw new Error(`${path} did not appear within 10 ms`);
+    },
+    openReadOnly: (path) => (opened.push(path), 40 + opened.length),
+    close: (fd) => void closed.push(fd),
+  };
+  const cd = new CdromFdsets({
+    xs: stub,
+    vbdDir: VBD,
+    qmp: () => (opts.qmp === false ? undefined : qmp),
+    devices,
+    log: createLogger({ sink: { write: (l) => lines.push(l) } }),
+    report: (m) => reports.push(m),
+  });
+  stub.onWatch((e) => cd.onWatch(e.path));
+  stub.watch(VBD, "cdrom");
+  const settle = async () => {
+    await stub.settled();
+    await cd.idle();
+  };
+  /** libxl's frontend write for a (re)attached vbd, then blkfront connecting. */
+  const attach = async (devid: number, type = "cdrom") => {
+    const tx = dom0.transactionStart();
+    for (const [k, v] of Object.entries({ "backend-id": "0", state: "1", "virtual-device": String(devid), "device-type": type })) {
+      dom0.write(`${VBD}/${devid}/${k}`, v, tx);
+    }
+    dom0.transactionEnd(tx, false);
+    await settle();
+    dom0.write(`${VBD}/${devid}/state`, "3");
+    await settle();
+    dom0.write(`${VBD}/${devid}/state`, "4");
+    await settle();
+  };
+  const detach = async (devid: number, libxlRemovesFdset: boolean) => {
+    if (libxlRemovesFdset) fdsets.splice(fdsets.findIndex((s) => s.fds.some((f) => f.opaque === `stub-devid:${devid}`)), 1);
+    dom0.write(`${VBD}/${devid}/state`, "5");
+    await settle();
+    dom0.write(`${VBD}/${devid}/state`, "6");
+    await settle();
+    dom0.rm(`${VBD}/${devid}`);
+    await settle();
+  };
+  return { dom0, stub, cd, calls, fdsets, opened, closed, lines, reports, attach, detach, settle };
+}
+
+describe("CdromFdsets against the in-memory xenstore", () => {
+  test("a CD-ROM present at boot gets nothing; after libxl's re-attach, one add-fd with libxl's opaque and our fd closed", async () => {
+    const r = rig({ bootCdrom: 5632 });
+    r.dom0.write(`${VBD}/5632/state`, "4");
+    await r.settle();
+    expect(r.calls).toEqual([]);
+    // cd-insert: libxl found no fdset of ours to remove, detaches and re-attaches.
+    await r.detach(5632, false);
+    expect(r.calls).toEqual([]);
+    await r.attach(5632);
+    expect(r.calls).toEqual([{ command: "add-fd", args: { opaque: "stub-devid:5632" }, fds: [41] }]);
+    expect(r.opened).toEqual(["/dev/xvdc"]);
+    expect(r.closed).toEqual([41]);
+    expect(r.lines.join("")).toMatch(/cdrom: add-fd \/dev\/xvdc \(vbd 5632, read-only\) as fdset 0, opaque stub-devid:5632/);
+    expect(r.reports).toEqual([]);
+  });
+
+  test("libxl's cd-insert (it removes the fdset itself): nothing left to remove, the new vbd gets a new fdset", async () => {
+    const r = rig();
+    await r.attach(5632);
+    r.calls.length = 0;
+    await r.detach(5632, true);
+    expect(r.calls).toEqual([{ command: "query-fdsets" }]);
+    expect(r.lines.join("")).toMatch(/fdset 0 was already removed \(by libxl\)/);
+    await r.attach(5632);
+    expect(r.calls.at(-1)).toEqual({ command: "add-fd", args: { opaque: "stub-devid:5632" }, fds: [42] });
+    expect(r.closed).toEqual([41, 42]);
+    expect(r.fdsets.map((s) => s["fdset-id"])).toEqual([1]);
+  });
+
+  test("a plain block-detach (libxl removes nothing): our stale fdset is removed once", async () => {
+    const r = rig();
+    await r.attach(5632);
+    await r.detach(5632, false);
+    expect(r.calls.map((c) => c.command)).toEqual(["add-fd", "query-fdsets", "remove-fd"]);
+    expect(r.calls[2]).toEqual({ command: "remove-fd", args: { "fdset-id": 0 } });
+    expect(r.fdsets).toEqual([]);
+    expect(r.lines.join("")).toMatch(/cdrom: vbd 5632 gone; remove-fd fdset 0/);
+  });
+
+  test("disks are not CD-ROMs; hostile values are reported with their key and ignored", async () => {
+    const r = rig();
+    await r.attach(51712, "disk");
+    r.dom0.write(`${VBD}/5632/virtual-device`, "5632");
+    r.dom0.write(`${VBD}/5632/state`, "4\u0007");
+    await r.settle();
+    r.dom0.write(`${VBD}/5632/state`, "44");
+    r.dom0.write(`${VBD}/5632/device-type`, "cdrom".repeat(10));
+    await r.settle();
+    r.dom0.write(`${VBD}/999999999999/state`, "4");
+    r.dom0.write(`${VBD}/5633/state`, "4");
+    await r.settle();
+    expect(r.calls).toEqual([]);
+    expect(r.reports).toEqual(expect.arrayContaining([
+      `cdrom: ${VBD}/5632/state: not printable ASCII; ignored`,
+      `cdrom: ${VBD}/5632/state: not a XenbusState (0..8); ignored`,
+      `cdrom: ${VBD}/999999999999: not a whole-disk vbd number; ignored`,
+      `cdrom: ${VBD}/5633: not a whole-disk vbd number; ignored`,
+    ]));
+    r.dom0.write(`${VBD}/5632/state`, "4");
+    await r.settle();
+    expect(r.reports.at(-1)).toBe(`cdrom: ${VBD}/5632/device-type: 50 bytes, at most 16; ignored`);
+  });
+
+  test("no monitor, or no device node: reported into health, no fd leaked, the next attach still works", async () => {
+    const noQmp = rig({ qmp: false });
+    await noQmp.attach(5632);
+    expect(noQmp.reports.join("")).toMatch(/vbd 5632 \(\/dev\/xvdc\) reconnected while QEMU's monitor is not usable/);
+    expect(noQmp.opened).toEqual([]);
+    const noNode = rig({ nodeMissing: true });
+    await noNode.attach(5632);
+    expect(noNode.reports).toEqual(["cdrom: /dev/xvdc did not appear within 10 ms"]);
+    expect(noNode.calls).toEqual([]);
+  });
+});
+
+describe("devNodes, the real BlockDevices (inotify on a directory)", () => {
+  const dir = mkdtempSync(`${tmpdir()}/cdrom-dev-`);
+  afterEach(() => rmSync(`${dir}/xvdc`, { force: true }));
+
+  test("waitFor resolves when the node appears later, at once when it exists, and rejects after its timeout", async () => {
+    const waiting = devNodes.waitFor(`${dir}/xvdc`, 5000);
+    setTimeout(() => writeFileSync(`${dir}/xvdc`, "iso"), 50);
+    await expect(waiting).resolves.toBeUndefined();
+    await expect(devNodes.waitFor(`${dir}/xvdc`, 5000)).resolves.toBeUndefined();
+    await expect(devNodes.waitFor(`${dir}/xvdd`, 100)).rejects.toThrow(/xvdd did not appear within 100 ms/);
+    const fd = devNodes.openReadOnly(`${dir}/xvdc`);
+    expect(fd).toBeGreaterThan(2);
+    devNodes.close(fd);
+    expect(() => devNodes.openReadOnly(`${dir}/absent`)).toThrow();
+  });
+});
