@@ -14,6 +14,12 @@ const disk = z.object({
   target: z.string().min(1).max(1024),
   cdrom: z.boolean().default(false),
   readwrite: z.boolean().default(true),
+  /**
+   * Development VM only (no Xen, no blkfront): the block device the stub domain sees for this
+   * disk, e.g. /dev/vda from a virtio-blk disk of the outer VM. dm-argv then names it instead
+   * of the /dev/xvdX that xen-blkfront would create; everything else stays as libxl writes it.
+   */
+  stubdomDevice: z.string().regex(/^\/dev\/[a-z][a-z0-9]{0,31}$/, "a /dev/<name> block device").optional(),
 }).strict();
 
 const nic = z.object({

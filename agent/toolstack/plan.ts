@@ -87,7 +87,7 @@ export function dmArgv(g: GuestDescription, guestDomid: number): string[] {
   a.push("-m", String(g.memory - vram));
   for (const d of g.disks) {
     const { disk, devnum } = diskNumber(d.vdev);
-    const file = `/dev/xvd${String.fromCharCode(97 + disk)}`;
+    const file = d.stubdomDevice ?? `/dev/xvd${String.fromCharCode(97 + disk)}`;
     if (d.cdrom) {
       if (disk > 4) continue; // libxl: an emulated CD-ROM must be one of the first 4 disks
       const id = `ide-${devnum}`;

@@ -87,6 +87,18 @@ describe("dm-argv as libxl__build_device_model_args_new builds it for a stub dom
     expect(d.slice(d.indexOf("-machine"), d.indexOf("-machine") + 2)).toEqual(["-machine", "pc,accel=tcg"]);
   });
 
+  it("the development VM's demo guest: its disk is the stub domain's /dev/vda, its lease a -qubes-net: argument", () => {
+    const demo = parseGuest(JSON.parse(readFileSync(new URL("../vm/demo-guest.json", import.meta.url), "utf8")), "demo-guest.json");
+    const d = dmArgv(demo, 1);
+    expect(d).toContain("file=/dev/vda,if=ide,index=0,media=disk,format=host_device,cache=writeback");
+    expect(d.filter((a) => a.includes("/dev/xvd"))).toEqual([]);
+    expect(d.filter((a) => a.startsWith("-qubes-net:"))).toEqual(["-qubes-net:client_ip=10.0.2.15,gw=10.0.2.2,netmask=255.255.255.0,dns_0=10.0.2.3"]);
+    // The disk is still attached to S as libxl would (the vbd keys), only the device name differs.
+    const w = toolstackWrites(demo, ids);
+    expect(w.find((x) => x.path === "/local/domain/0/backend/vbd/2/768/dev")?.value).toBe("hda");
+    expect(() => parseGuest({ ...demo, disks: [{ vdev: "hda", target: "/a", stubdomDevice: "/dev/../x" }] }, "d")).toThrow("disks.0.stubdomDevice");
+  });
+
   it("numbers disks like libxl__device_disk_dev_number", () => {
     expect(diskNumber("hda")).toEqual({ disk: 0, devnum: 768 });
     expect(diskNumber("hdb")).toEqual({ disk: 1, devnum: 832 });
