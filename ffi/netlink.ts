@@ -126,6 +126,7 @@ export class Rtnetlink implements Netlink {
   private readonly stopReq: () => void;
   private events?: { fd: number; stop: () => void };
   private readonly listeners = new Set<(ev: LinkEvent) => void>();
+  private readonly lostListeners = new Set<(e: unknown) => void>();
   private closed = false;
 
   constructor(private readonly opts: RtnetlinkOptions = {}) {
@@ -205,14 +206,21 @@ export class Rtnetlink implements Netlink {
     }
   }
 
-  onLink(listener: (ev: LinkEvent) => void): () => void {
+  onLink(listener: (ev: LinkEvent) => void, onLost?: (error: unknown) => void): () => void {
     if (!this.events && !this.closed) {
       const fd = openSocket(RTMGRP_LINK);
-      const stop = pump(fd, (m) => this.onEvent(m), (e, fatal) => this.opts.onError?.(e, fatal));
+      const stop = pump(fd, (m) => this.onEvent(m), (e, fatal) => {
+        this.opts.onError?.(e, fatal);
+        for (const l of [...this.lostListeners]) l(e);
+      });
       this.events = { fd, stop };
     }
     this.listeners.add(listener);
-    return () => void this.listeners.delete(listener);
+    if (onLost) this.lostListeners.add(onLost);
+    return () => {
+      this.listeners.delete(listener);
+      if (onLost) this.lostListeners.delete(onLost);
+    };
   }
 
   private onEvent(m: Message): void {

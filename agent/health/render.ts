@@ -60,10 +60,12 @@ function memoryCell(r: StubReport): string {
 }
 
 const nicCell = (r: StubReport) =>
-  r.nics.length === 0 ? "-" : r.nics.map((n) => (n.field.state === "ok" ? `${n.field.value.name} ${n.field.value.link}` : `nic${n.index} invalid`)).join(", ");
+  r.nics.length === 0
+    ? "-"
+    : r.nics.map((n) => (n.field.state === "ok" ? `${n.field.value.name} ${n.field.value.redirect ?? n.field.value.link}` : `nic${n.index} invalid`)).join(", ");
 
 const nicLine = (i: number, n: NicHealth) =>
-  `nic${i} ${n.name}${n.tap ? `<->${n.tap}` : ""} ${n.link}: rx ${n.rx_packets} pkts ${bytes(n.rx_bytes)} ${n.rx_dropped} dropped, ` +
+  `nic${i} ${n.name}${n.tap ? `<->${n.tap}` : ""} ${n.link}${n.redirect ? ` (redirect: ${n.redirect})` : ""}: rx ${n.rx_packets} pkts ${bytes(n.rx_bytes)} ${n.rx_dropped} dropped, ` +
   `tx ${n.tx_packets} pkts ${bytes(n.tx_bytes)} ${n.tx_dropped} dropped, ${n.spoofed_dropped} spoofed dropped`;
 
 /**

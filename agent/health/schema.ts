@@ -78,6 +78,9 @@ const json = <T>(schema: z.ZodType<T>) =>
     })
     .pipe(schema);
 
+export const NIC_REDIRECT_PROBLEMS = ["tap_gone", "netfront_gone", "relink_failed"] as const;
+export type NicRedirectProblem = (typeof NIC_REDIRECT_PROBLEMS)[number];
+
 const count = z.number().int("not an integer").min(0, "negative").max(Number.MAX_SAFE_INTEGER, "too large");
 const ifName = z.string().regex(/^[A-Za-z0-9._-]{1,15}$/, "not an interface name");
 
@@ -93,6 +96,12 @@ export const NicSchema = z.strictObject({
   tx_dropped: count,
   /** Frames from the guest whose source MAC or IP was not its own, dropped by the redirect. */
   spoofed_dropped: count,
+  /**
+   * Present only while the redirect between netfront and tap is NOT in place: one side's link
+   * disappeared, or linking it again failed. Absent means linked (and keeps entries readable
+   * by readers older than this field, which refuse unknown fields).
+   */
+  redirect: z.enum(NIC_REDIRECT_PROBLEMS).optional(),
 });
 export type NicHealth = z.output<typeof NicSchema>;
 

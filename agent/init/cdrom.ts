@@ -19,6 +19,7 @@
 // open fd would keep blkfront from closing the device.
 import type { Logger } from "../log.ts";
 import { XenStoreError, type XenStore } from "../xenstore/types.ts";
+import type { AgentEvent, Listeners } from "./events.ts";
 
 /** XenbusState values (xen/include/public/io/xenbus.h) that matter here. */
 export const XENBUS = { connected: 4, closing: 5, closed: 6 } as const;
@@ -251,4 +252,37 @@ export function holdsOpaque(sets: unknown, id: number, opaque: string): boolean 
     const set = s as { "fdset-id"?: unknown; fds?: unknown };
     return set?.["fdset-id"] === id && Array.isArray(set.fds) && set.fds.some((f: unknown) => (f as { opaque?: unknown })?.opaque === opaque);
   });
+}
+
+export const CDROM_WATCH_TOKEN = "stubdom-init:cdrom";
+
+export interface CdromWatchOptions extends Omit<CdromDeps, "xs" | "vbdDir"> {
+  xs: Pick<XenStore, "read" | "watch" | "onWatch">;
+  stubDomid: number;
+  /** The supervisor's queue: watch events enter the one loop there... */
+  queue: { push(e: AgentEvent): void };
+  /** ...and come back out through its listeners. */
+  listeners: Listeners;
+}
+
+/**
+ * Watches the stub domain's vbd frontends through the supervisor's loop. A watch that cannot
+ * be set is reported and leaves the agent running: only CD-ROM changes are lost.
+ */
+export function watchCdroms(o: CdromWatchOptions): CdromFdsets {
+  const vbdDir = `/local/domain/${o.stubDomid}/device/vbd`;
+  const cdrom = new CdromFdsets({ ...o, vbdDir });
+  o.listeners.on("xenstore", (e) => {
+    if (e.token === CDROM_WATCH_TOKEN) cdrom.onWatch(e.path);
+  });
+  o.xs.onWatch((e) => o.queue.push({ kind: "xenstore", path: e.path, token: e.token }));
+  try {
+    o.xs.watch(vbdDir, CDROM_WATCH_TOKEN);
+    o.log.info(`cdrom: watching ${vbdDir} for libxl's CD-ROM changes`);
+  } catch (e) {
+    const msg = `cdrom: cannot watch ${vbdDir}: ${(e as Error).message}; CD-ROM changes will time out in libxl`;
+    o.log.error(msg);
+    o.report(msg);
+  }
+  return cdrom;
 }

@@ -1,6 +1,7 @@
-// Events in, actions out: signals, child exits, QMP events and errors all become one stream
-// of tagged events, consumed by one loop, so no two handlers ever interleave. (xenstore
-// watches and netlink link events have no consumer in the supervisor yet.)
+// Events in, actions out: signals, child exits, QMP events, xenstore watch events, netlink
+// link events and errors all become one stream of tagged events, consumed by one loop, so no
+// two handlers ever interleave.
+import type { LinkEvent } from "../net/types.ts";
 import type { QmpEvent } from "../qemu/qmp.ts";
 import type { QemuEvent } from "../qemu/lifecycle.ts";
 import type { ExitStatus } from "./processes.ts";
@@ -9,7 +10,42 @@ export type AgentEvent =
   | { kind: "signal"; signal: "SIGTERM" | "SIGINT" | "SIGHUP" | "SIGCHLD" }
   | { kind: "qemu"; event: QemuEvent; detail?: string; exit?: ExitStatus; generation?: number }
   | { kind: "qmp"; event: QmpEvent }
+  /** A watch fired (token says whose); the path is only a hint: read the value again. */
+  | { kind: "xenstore"; path: string; token: string }
+  /** An RTNLGRP_LINK notification. */
+  | { kind: "link"; event: LinkEvent }
+  /** Link notifications were lost (ENOBUFS): whoever tracks links must read them again. */
+  | { kind: "linksLost"; reason: string }
   | { kind: "fatal"; reason: string };
+
+/** The event kinds the supervisor hands to listeners instead of its QEMU table. */
+export type ListenedKind = "qmp" | "xenstore" | "link" | "linksLost";
+type Of<K extends AgentEvent["kind"]> = Extract<AgentEvent, { kind: K }>;
+
+/** Listeners per event kind: the consumers beside QEMU's table (NIC teardown, CD-ROM, links). */
+export class Listeners {
+  private readonly byKind: { [K in ListenedKind]: Set<(e: Of<K>) => void> } = {
+    qmp: new Set(), xenstore: new Set(), link: new Set(), linksLost: new Set(),
+  };
+
+  /** Returns an unsubscribe function. */
+  on<K extends ListenedKind>(kind: K, fn: (e: Of<K>) => void): () => void {
+    const set = this.byKind[kind] as Set<(e: Of<K>) => void>;
+    set.add(fn);
+    return () => void set.delete(fn);
+  }
+
+  /** Calls each listener of the event's kind; one that throws does not stop the others. */
+  dispatch(e: Of<ListenedKind>, onError: (error: unknown) => void): void {
+    for (const fn of [...(this.byKind[e.kind] as Set<(e: Of<ListenedKind>) => void>)]) {
+      try {
+        fn(e);
+      } catch (error) {
+        onError(error);
+      }
+    }
+  }
+}
 
 export class EventQueue {
   private readonly items: AgentEvent[] = [];

@@ -13,6 +13,7 @@ import { parseCmdline } from "../config/cmdline.ts";
 import { loadConfig } from "../config/load.ts";
 import type { AgentOptions, StubdomConfig } from "../config/types.ts";
 import { createHealthWriter, type HealthWriter } from "../health/writer.ts";
+import type { NicHealth } from "../health/schema.ts";
 import { createLogger, stderrSink, uptimeClock, type Logger } from "../log.ts";
 import { createTap, linkNic, openNetlink, startDhcp, unlinkNic } from "../net/index.ts";
 import type { XenStore } from "../xenstore/types.ts";
@@ -20,6 +21,9 @@ import { run as runSubcommand } from "./cli.ts";
 import { devHypervisor, xenHypervisor } from "./hypervisor.ts";
 import { loadModules, lockdownMode, stubdomModules } from "./modules.ts";
 import { onNicUnplug, type LinkedNics } from "./nic-unplug.ts";
+import { NicLinks, watchLinks } from "./link-events.ts";
+import { watchCdroms } from "./cdrom.ts";
+import { devNodes } from "./cdrom-devices.ts";
 import { realPowerButtonSys, watchPowerButtons } from "./power-button.ts";
 import type { Machine, PowerOffReason } from "./platform.ts";
 import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
@@ -91,10 +95,21 @@ export async function runInit(): Promise<never> {
   process.off("SIGINT", onEarlySignal);
 
   // From here on PID 1 may not die.
-  const { plan, deps, options, config, net } = booted;
+  const { plan, deps, options, config, net, xs, health: report } = booted;
   const sup = new Supervisor(plan, deps);
   for (const signal of earlySignals) sup.queue.push({ kind: "signal", signal });
-  if (net) sup.qmpListeners.add(onNicUnplug(net.pairs, (pair) => unlinkNic(net.nl, pair), log));
+  if (net) {
+    const unplugged = (pair: { netfront: string; tap: string }) => {
+      net.links.forget(pair);
+      return unlinkNic(net.nl, pair);
+    };
+    sup.listeners.on("qmp", onNicUnplug(net.pairs, unplugged, log));
+    watchLinks({ nl: net.nl, links: net.links, queue: sup.queue, listeners: sup.listeners });
+  }
+  watchCdroms({
+    xs, stubDomid: config.stubDomid, queue: sup.queue, listeners: sup.listeners,
+    qmp: () => sup.monitor, devices: devNodes, log, report: (m) => report.error(m),
+  });
   // Started with supervision: a press before that is lost, as it would be with no listener.
   watchPowerButtons(realPowerButtonSys(), (device) => {
     log.info(`power button pressed (${device}): stopping as for SIGTERM`);
@@ -110,7 +125,14 @@ interface Booted {
   deps: SupervisorDeps;
   options: AgentOptions;
   config: StubdomConfig;
-  net: LinkedNics | null;
+  net: Network | null;
+  xs: XenStore;
+  health: HealthWriter;
+}
+
+/** The NIC pairs linked at boot, and what keeps them linked afterwards. */
+interface Network extends LinkedNics {
+  links: NicLinks;
 }
 
 /** The boot story; any throw here ends in failBoot. */
@@ -133,13 +155,16 @@ async function bootStubdom(
   boot.run("modules", () => loadKernelModules(xen, log));
   if (xen) boot.run("xen", () => runSetup(xenSetup(), realSetupSys, log));
   const xs = boot.run("xenstore", () => connectXenStore(options, log));
-  const health = startHealth(xs, options, log);
+  // NIC entries come from the pairs once the network phase linked them.
+  const nics: { links?: NicLinks } = {};
+  const health = startHealth(xs, options, log, () => nics.links?.health() ?? []);
   setHealth(health);
   for (const [name, at] of boot.times) health.bootPhase(name, at);
   boot.health = health;
   health.setPhase("configuring");
   const config = boot.run("config", () => readConfig(xs, options, log));
   const net = await boot.runAsync("network", () => setupNetwork(config, log, health));
+  nics.links = net?.links;
   boot.run("scrub", () => runSetup(scrubSetup, realSetupSys, log));
   if (options.shell) startDebugShell(log);
   const sandbox = await qemuSandbox(options.qemu, log);
@@ -164,7 +189,7 @@ async function bootStubdom(
     nowMs,
     entryMs,
   });
-  return { plan, deps, options, config, net };
+  return { plan, deps, options, config, net, xs, health };
 }
 
 /**
@@ -290,10 +315,10 @@ function connectXenStore(options: AgentOptions, log: Logger): XenStore {
   return openXenStore(path === undefined ? {} : { path });
 }
 
-function startHealth(xs: XenStore, options: AgentOptions, log: Logger): HealthWriter {
+function startHealth(xs: XenStore, options: AgentOptions, log: Logger, nics: () => NicHealth[] | Promise<NicHealth[]>): HealthWriter {
   const domid = options.domid ?? Number(new TextDecoder().decode(xs.read("domid")));
   if (!Number.isInteger(domid) || domid <= 0) throw new Error(`cannot tell our own domid (read ${domid})`);
-  const w = createHealthWriter({ xs, domid, log: log.child("health"), clock, intervalMs: options.healthInterval * 1000 });
+  const w = createHealthWriter({ xs, domid, log: log.child("health"), clock, intervalMs: options.healthInterval * 1000, sources: { nics } });
   w.start();
   return w;
 }
@@ -310,23 +335,26 @@ function readConfig(xs: XenStore, options: AgentOptions, log: Logger): StubdomCo
 }
 
 /** Each NIC: the tap QEMU will open, joined to its netfront. A NIC that fails is reported, not fatal. */
-async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWriter): Promise<LinkedNics | null> {
+async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWriter): Promise<Network | null> {
   if (config.nics.length === 0) return null;
   const nl = openNetlink();
   const pairs = new Map<string, { netfront: string; tap: string }>();
+  const links = new NicLinks({ nl, log, report: (m) => health.error(m) });
   for (const nic of config.nics) {
     try {
       createTap(nic.ifname);
       const lease = nic.index === 0 ? config.qubes.net : null;
-      await linkNic(nl, {
+      const options = {
         netfront: nic.netfront.name,
         tap: nic.ifname,
         mtu: nic.mtu,
         ...(nic.allowedSources.length ? { allowedSources: [...nic.allowedSources] } : {}),
         localDhcp: lease !== null,
-      });
+      };
+      const linked = await linkNic(nl, options);
       log.info(`net: ${nic.netfront.name} <-> ${nic.ifname} (mtu ${nic.mtu})`);
       pairs.set(`nic${nic.index}`, { netfront: nic.netfront.name, tap: nic.ifname });
+      links.track(`nic${nic.index}`, options, linked);
       if (lease) {
         startDhcp({
           tap: nic.ifname,
@@ -341,7 +369,7 @@ async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWr
       health.error(msg);
     }
   }
-  return { nl, pairs };
+  return { nl, pairs, links };
 }
 
 /**

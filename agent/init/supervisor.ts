@@ -15,7 +15,7 @@ import {
 } from "../qemu/lifecycle.ts";
 import type { QmpClient } from "../qemu/qmp.ts";
 import { DEFAULT_RING, StderrRing } from "../qemu/stderr-ring.ts";
-import { EventQueue, type AgentEvent } from "./events.ts";
+import { EventQueue, Listeners, type AgentEvent } from "./events.ts";
 import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
 import type { Child, ExitStatus, Processes } from "./processes.ts";
 
@@ -79,8 +79,12 @@ export class Supervisor {
   private fatalStarted = false;
   private readonly stderr: StderrRing;
   private readonly deadlines: Deadlines;
-  /** QMP events, for consumers such as the NIC teardown on DEVICE_DELETED. */
-  readonly qmpListeners = new Set<(e: AgentEvent & { kind: "qmp" }) => void>();
+  /**
+   * Consumers of QMP events (NIC teardown on DEVICE_DELETED), xenstore watch events (CD-ROM
+   * changes) and link events (NIC redirects). They run inside the loop, so they only do
+   * bookkeeping and start their own work; a listener that throws is logged and reported.
+   */
+  readonly listeners = new Listeners();
 
   constructor(
     private readonly plan: QemuPlan,
@@ -89,6 +93,11 @@ export class Supervisor {
     this.deadlines = deps.deadlines ?? DEFAULT_DEADLINES;
     const qlog = deps.log.child("qemu");
     this.stderr = new StderrRing(DEFAULT_RING, (l) => qlog.info(l));
+  }
+
+  /** QEMU's monitor while QEMU runs (for listeners that send QMP commands), else undefined. */
+  get monitor(): QmpClient | undefined {
+    return this.state === "running" ? this.qmp : undefined;
   }
 
   socketPath(monitor: string): string {
@@ -128,7 +137,10 @@ export class Supervisor {
         await this.step(ev.event);
         return;
       case "qmp":
-        for (const l of this.qmpListeners) l(ev);
+      case "xenstore":
+      case "link":
+      case "linksLost":
+        this.listeners.dispatch(ev, (e) => this.reportError(`${ev.kind} listener failed: ${(e as Error).stack ?? String(e)}`));
         return;
       case "fatal":
         await this.fatal(ev.reason);

@@ -26,6 +26,7 @@ export class FakeNetlink implements Netlink {
   private readonly links = new Map<number, FakeLink>();
   private nextIndex = 1;
   private readonly listeners = new Set<(ev: LinkEvent) => void>();
+  private readonly lostListeners = new Set<(e: unknown) => void>();
   /** Every request, in order, for tests that check what was asked. */
   readonly requests: Message[] = [];
 
@@ -139,13 +140,34 @@ export class FakeNetlink implements Netlink {
     throw new Error(`fake netlink: request type ${h.type} not modelled`);
   }
 
-  onLink(listener: (ev: LinkEvent) => void): () => void {
+  onLink(listener: (ev: LinkEvent) => void, onLost?: (error: unknown) => void): () => void {
     this.listeners.add(listener);
-    return () => void this.listeners.delete(listener);
+    if (onLost) this.lostListeners.add(onLost);
+    return () => {
+      this.listeners.delete(listener);
+      if (onLost) this.lostListeners.delete(onLost);
+    };
+  }
+
+  /** The event socket overflowed: changes made meanwhile are not announced (use `quietly`). */
+  loseEvents(error: unknown = Object.assign(new Error("ENOBUFS"), { code: "ENOBUFS" })): void {
+    for (const fn of [...this.lostListeners]) fn(error);
+  }
+
+  /** Runs `fn` with link events suppressed, as if they were lost in an overflow. */
+  quietly(fn: () => void): void {
+    const saved = [...this.listeners];
+    this.listeners.clear();
+    try {
+      fn();
+    } finally {
+      for (const l of saved) this.listeners.add(l);
+    }
   }
 
   close(): void {
     this.listeners.clear();
+    this.lostListeners.clear();
   }
 }
 

@@ -22,8 +22,12 @@ export interface Netlink {
    * event loop.
    */
   request(msg: Message, opts?: { timeoutMs?: number }): Promise<Message[]>;
-  /** Link notifications (RTNLGRP_LINK). Returns an unsubscribe function. */
-  onLink(listener: (ev: LinkEvent) => void): () => void;
+  /**
+   * Link notifications (RTNLGRP_LINK). `onLost` hears when notifications were lost (the event
+   * socket overflowed: ENOBUFS), after which the listener must read the links again. Returns
+   * an unsubscribe function for both.
+   */
+  onLink(listener: (ev: LinkEvent) => void, onLost?: (error: unknown) => void): () => void;
   close(): void;
 }
 
