@@ -133,9 +133,9 @@ async function demoGuest(): Promise<{ kernel: string; initrd: string } | undefin
   // the dev rootfs carries for its TCG QEMU. Absent module: the dev rootfs has no guest.
   const hook = join(root, "test/vm/guest/build.ts");
   if (!(await stat(hook).catch(() => undefined))) return undefined;
-  const mod = (await import(hook)) as { buildDemoGuest?: () => { kernel: string; initrd: string } };
+  const mod = (await import(hook)) as { buildDemoGuest?: () => Promise<{ kernel: string; initrd: string }> };
   if (typeof mod.buildDemoGuest !== "function") throw new BuildError(`${hook} exports no buildDemoGuest()`);
-  return mod.buildDemoGuest();
+  return await mod.buildDemoGuest();
 }
 
 async function assemble(opts: {

@@ -250,12 +250,15 @@ export async function reap(child: Child, ms: number): Promise<boolean> {
 /**
  * The machine-wide VM lock (/tmp/vm.lock): one VM at a time on this 2-core machine. `flock`
  * holds it for a `cat` that lives until release() closes its stdin (or this process dies), so
- * QEMU itself stays our direct child and can be signalled.
+ * QEMU itself stays our direct child and can be signalled. A caller that already holds it
+ * around a build and the tests that use the build (`flock /tmp/vm.lock env VM_LOCK_HELD=1 …`)
+ * says so, since a second flock of the same file would wait for the first forever.
  */
 export class VmLock {
-  private constructor(private readonly holder: Subprocess<"pipe", "pipe", "inherit">) {}
+  private constructor(private readonly holder: Subprocess<"pipe", "pipe", "inherit"> | null) {}
 
   static async acquire(path = "/tmp/vm.lock"): Promise<VmLock> {
+    if (process.env.VM_LOCK_HELD === "1" && path === "/tmp/vm.lock") return new VmLock(null);
     const holder = Bun.spawn(["flock", path, "-c", "echo locked; exec cat"], {
       stdin: "pipe",
       stdout: "pipe",
@@ -271,6 +274,7 @@ export class VmLock {
   }
 
   async release(): Promise<void> {
+    if (!this.holder) return;
     this.holder.stdin.end();
     await this.holder.exited;
   }
@@ -279,4 +283,19 @@ export class VmLock {
 export function requireFile(path: string, hint: string): string {
   if (!existsSync(path)) throw new HarnessError(`${path} is missing: ${hint}`);
   return path;
+}
+
+/**
+ * A small raw disk image whose first line is `marker`: what the demo guest prints from its disk
+ * proves the bytes crossed every layer in between. 1 MiB, a whole number of sectors.
+ */
+export function writeDiskImage(path: string, marker: string): void {
+  const image = new Uint8Array(1 << 20);
+  image.set(new TextEncoder().encode(`${marker}\n`));
+  writeFileSync(path, image);
+}
+
+/** A marker no earlier run left behind: a fixed prefix, the disk's name and random hex. */
+export function diskMarker(vdev: string): string {
+  return `DEMO-DISK-${vdev}-${crypto.getRandomValues(new Uint8Array(6)).reduce((s, b) => s + b.toString(16).padStart(2, "0"), "")}`;
 }

@@ -2,15 +2,16 @@
 // in for Xen and dom0).
 //
 //   bun test/vm/run.ts            boot, show `stubdom-init status` live until Ctrl-C, shut down
-//   bun test/vm/run.ts --smoke    no terminal: wait for running + the demo guest's ping across
-//                                 the redirect, print the status, shut down; exit 0, or print
-//                                 the console log and exit 1 after the deadline
+//   bun test/vm/run.ts --smoke    no terminal: wait for running, the demo guest's disk marker,
+//                                 its lease from the agent and its ping across the redirect,
+//                                 print the status, shut down; exit 0, or print the console
+//                                 log and exit 1 after the deadline
 // Options: --console (echo the serial console), --deadline SECONDS (smoke, default 600),
 //          --mem MIB (the VM's memory, default 512), --keep (keep the work directory),
 //          --rootfs FILE (boot another dev rootfs than dist/qemu-stubdom-linux-rootfs-dev).
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { BACKEND_IP, GUEST_IP, memoryOf, StubVm } from "./stubvm.ts";
+import { BACKEND_IP, GUEST_DNS, GUEST_IP, memoryOf, StubVm } from "./stubvm.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -47,6 +48,13 @@ async function smoke(): Promise<number> {
   const left = () => Math.max(1, deadline - Date.now());
   try {
     await reportRunning(left());
+    for (const d of vm.disks) {
+      await vm.alive(vm.guestSerial.out.waitFor(new RegExp(`DEMO-GUEST: disk /dev/sd[a-z] ${d.marker}`), left()));
+      say(`demo guest read ${d.marker} from its disk ${d.vdev} (${d.image} -> virtio-blk -> stub domain -> QEMU IDE)`);
+    }
+    const dots = (ip: string) => ip.replace(/\./g, "\\.");
+    await vm.alive(vm.guestSerial.out.waitFor(new RegExp(`DEMO-GUEST: lease ${dots(GUEST_IP)} router ${dots(BACKEND_IP)} dns ${dots(GUEST_DNS)}`), left()));
+    say(`demo guest leased ${GUEST_IP} (dns ${GUEST_DNS}) from the agent's DHCP responder`);
     await vm.alive(vm.guestSerial.out.waitFor(new RegExp(`DEMO-GUEST: ping ${BACKEND_IP.replace(/\./g, "\\.")} ok`), left()));
     const icmp = vm.ns.icmpCounters();
     if (!(icmp.InEchos! > 0)) throw new Error(`the backend namespace saw no echo request (Icmp ${JSON.stringify(icmp)})`);

@@ -5,21 +5,29 @@
 //                              socket of `stubdom-init xenstored` that acts as domain 2
 //   the QMP vchan              a virtio-serial port named `qmp`, a UNIX socket on the host
 //   netfront 0 (eth0)          a virtio-net NIC on a tap in a namespace playing the backend
+//   blkfront (/dev/xvdX)       a virtio-blk disk per guest disk (/dev/vdX, named in the guest
+//                              description's stubdomDevice), backed by an image made here
 //   hvc1..hvc3                 virtconsoles (save/restore streams, the guest's serial port)
 //   libxl                      `stubdom-init simulate-toolstack` with a guest description
+//   xl shutdown                the outer VM's ACPI power button (QMP system_powerdown)
 // The agent is told its transports and domid on the kernel command line; nothing else differs.
+// The demo guest's DHCP lease comes from the agent's own responder (`-qubes-net:` in dm-argv);
+// the backend namespace runs no DHCP server.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { repoRoot } from "./debian.ts";
 import {
-  type Child, FATAL_CONSOLE, HarnessError, Netns, Qmp, reap, requireFile, spawnChild, VmLock, withDeadline,
+  type Child, diskMarker, FATAL_CONSOLE, HarnessError, Netns, Qmp, reap, requireFile, spawnChild, VmLock, withDeadline,
+  writeDiskImage,
 } from "./harness.ts";
 
 export const GUEST_DOMID = 1;
 export const STUB_DOMID = 2;
-/** The backend namespace's address: the router in the demo guest's lease. */
+/** The backend namespace's address: the router in the demo guest's lease (demo-guest.json). */
 export const BACKEND_IP = "10.0.2.2";
 export const GUEST_IP = "10.0.2.15";
+/** The lease's DNS server: in no other DHCP server's offer, so seeing it proves the agent served it. */
+export const GUEST_DNS = "10.0.2.3";
 export const DEMO_GUEST = join(repoRoot, "test/vm/demo-guest.json");
 
 export interface StubVmOptions {
@@ -39,27 +47,44 @@ export interface StubVmOptions {
 
 const dist = (f: string) => join(repoRoot, "dist", f);
 
-/**
- * What the harness needs from a guest description: the MAC of NIC 0 (libxl gives netfront the
- * guest NIC's MAC) and whether the stub domain serves the lease itself (`-qubes-net:`).
- */
-async function guestNic(guestFile: string): Promise<{ mac: string; leaseInStubdom: boolean }> {
-  const g = (await Bun.file(guestFile).json()) as { nics?: { mac?: string }[]; extraArgs?: string[] };
-  const mac = g.nics?.[0]?.mac;
-  if (!mac) throw new HarnessError(`${guestFile}: no nics[0].mac`);
-  return { mac, leaseInStubdom: (g.extraArgs ?? []).some((a) => a.startsWith("-qubes-net:")) };
+interface GuestFile {
+  nics?: { mac?: string }[];
+  disks?: { vdev?: string; target?: string; stubdomDevice?: string }[];
 }
 
-/** A DHCP server in the backend namespace, as a dom0 network would have, with one fixed lease. */
-function startBackendDhcp(ns: Netns, dir: string, mac: string): Child {
-  const conf = join(dir, "udhcpd.conf");
-  writeFileSync(join(dir, "udhcpd.leases"), "");
-  writeFileSync(conf, [
-    "interface be0", `start ${GUEST_IP}`, `end ${GUEST_IP}`, `static_lease ${mac} ${GUEST_IP}`,
-    `lease_file ${join(dir, "udhcpd.leases")}`, `pidfile ${join(dir, "udhcpd.pid")}`,
-    "option subnet 255.255.255.0", `option router ${BACKEND_IP}`, "",
-  ].join("\n"));
-  return spawnChild("udhcpd", ns.wrap(["busybox", "udhcpd", "-f", conf]), { logPath: join(dir, "udhcpd.log") });
+/**
+ * What the harness needs from a guest description: the MAC of NIC 0 (libxl gives netfront the
+ * guest NIC's MAC) and the disks the stub domain sees as /dev/vdX. Each of those gets an image
+ * with a marker in `dir`, attached to the outer VM as the X-th virtio-blk disk; the copy of the
+ * description handed to the simulator names the image as the disk's target, as an xl.cfg would.
+ */
+async function prepareGuest(guestFile: string, dir: string): Promise<{ mac: string; description: string; disks: VmDisk[] }> {
+  const g = (await Bun.file(guestFile).json()) as GuestFile;
+  const mac = g.nics?.[0]?.mac;
+  if (!mac) throw new HarnessError(`${guestFile}: no nics[0].mac`);
+  const disks: VmDisk[] = [];
+  for (const d of g.disks ?? []) {
+    if (d.stubdomDevice === undefined) continue;
+    const expected = `/dev/vd${String.fromCharCode(97 + disks.length)}`;
+    if (d.stubdomDevice !== expected || !d.vdev) {
+      throw new HarnessError(`${guestFile}: disk ${d.vdev}: stubdomDevice ${d.stubdomDevice}, but the next virtio-blk disk is ${expected}`);
+    }
+    const image = join(dir, `disk-${d.vdev}.img`);
+    const marker = diskMarker(d.vdev);
+    writeDiskImage(image, marker);
+    d.target = image;
+    disks.push({ vdev: d.vdev, image, marker });
+  }
+  const description = join(dir, "guest.json");
+  writeFileSync(description, `${JSON.stringify(g, null, 1)}\n`);
+  return { mac, description, disks };
+}
+
+export interface VmDisk {
+  vdev: string;
+  image: string;
+  /** The image's first line, which the demo guest prints. */
+  marker: string;
 }
 
 /** `stubdom-init status --watch --json` as a stream of parsed frames. */
@@ -149,6 +174,7 @@ export class StubVm {
     readonly lock: VmLock,
     readonly qemu: Child,
     readonly guestSerial: Child,
+    readonly disks: VmDisk[],
     readonly status: StatusWatch,
     readonly qmp: Qmp,
     readonly startedAt: number,
@@ -170,12 +196,11 @@ export class StubVm {
     const binary = requireFile(dist("stubdom-init"), "run `make build`");
     const kernel = requireFile(dist("qemu-stubdom-linux-kernel"), "run `make build`");
     const rootfs = requireFile(opts.rootfs ?? dist("qemu-stubdom-linux-rootfs-dev"), "run `make build` (without --no-dev)");
-    const guest = opts.guest ?? DEMO_GUEST;
-    const { mac, leaseInStubdom } = await guestNic(guest);
     const dir = opts.dir;
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const p = (f: string) => join(dir, f);
+    const { mac, description, disks } = await prepareGuest(opts.guest ?? DEMO_GUEST, dir);
 
     const cleanups: (() => Promise<void> | void)[] = [];
     const undo = async () => {
@@ -185,10 +210,6 @@ export class StubVm {
       const ns = Netns.create(`stubvm-${process.pid}`);
       cleanups.push(() => ns.destroy());
       ns.addTap("be0", `${BACKEND_IP}/24`);
-      if (!leaseInStubdom) {
-        const dhcpd = startBackendDhcp(ns, dir, mac);
-        cleanups.push(async () => void (dhcpd.proc.kill("SIGTERM"), await reap(dhcpd, 5000)));
-      }
 
       const xenstored = spawnChild(
         "xenstored",
@@ -200,7 +221,7 @@ export class StubVm {
 
       const toolstack = spawnChild(
         "simulate-toolstack",
-        [binary, "simulate-toolstack", "--socket", p("xenstored.sock"), "--guest", guest,
+        [binary, "simulate-toolstack", "--socket", p("xenstored.sock"), "--guest", description,
           "--timeout", String(opts.startTimeout ?? 600)],
         { logPath: p("toolstack.log") },
       );
@@ -235,13 +256,16 @@ export class StubVm {
         "-device", "virtserialport,chardev=qmprelay,name=qmp",
         "-netdev", "tap,id=nf0,ifname=be0,script=no,downscript=no",
         "-device", `virtio-net-pci,netdev=nf0,mac=${mac}`,
+        ...disks.flatMap((d, i) => [
+          "-drive", `file=${d.image},if=none,id=vd${i},format=raw`, "-device", `virtio-blk-pci,drive=vd${i}`,
+        ]),
       ]), { logPath: p("console.log"), fatal: FATAL_CONSOLE, ...(opts.echo ? { echo: opts.echo } : {}) });
       cleanups.push(async () => void (qemu.proc.kill("SIGKILL"), await reap(qemu, 5000)));
       const guestSerial = spawnChild("demo guest serial", ["tail", "-c", "+1", "-F", p("guest-serial.log")], { logPath: null });
       cleanups.push(async () => void (guestSerial.proc.kill("SIGTERM"), await reap(guestSerial, 5000)));
       const qmp = await Qmp.connect(p("outer-qmp.sock"));
       cleanups.push(() => qmp.close());
-      return new StubVm(opts, binary, ns, xenstored, toolstack, lock, qemu, guestSerial, status, qmp, startedAt, cleanups);
+      return new StubVm(opts, binary, ns, xenstored, toolstack, lock, qemu, guestSerial, disks, status, qmp, startedAt, cleanups);
     } catch (e) {
       await undo();
       throw e;
@@ -283,6 +307,11 @@ export class StubVm {
   /** Ctrl-Alt-Del on the outer VM's keyboard: the kernel turns it into SIGINT for PID 1 (CAD off). */
   async ctrlAltDel(): Promise<void> {
     await this.qmp.execute("send-key", { keys: ["ctrl", "alt", "delete"].map((k) => ({ type: "qcode", data: k })) });
+  }
+
+  /** The outer VM's ACPI power button, as a host's power key or `virsh shutdown` presses it. */
+  async powerButton(): Promise<void> {
+    await this.qmp.execute("system_powerdown");
   }
 
   /** SysRq-F: the kernel's manual OOM kill, which sends SIGKILL to the largest process (QEMU). */

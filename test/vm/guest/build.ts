@@ -1,10 +1,12 @@
-// Builds the demo guest: a Debian kernel (its uncompressed vmlinux) with an e1000 driver and a tiny uncompressed busybox
-// initramfs running ./init. It is a fixture of the development VM, copied into the dev rootfs
+// Builds the demo guest: a Debian kernel (its uncompressed vmlinux) with the drivers for what
+// the stub domain's QEMU emulates (e1000 NIC, IDE disk via ata_piix + sd_mod) and a tiny
+// uncompressed busybox initramfs running ./init. It is a fixture of the development VM, copied into the dev rootfs
 // so that the stub domain's QEMU has a real guest to emulate.
 //
 // Run: bun test/vm/guest/build.ts [OUT_DIR]   (default .cache/demo-guest)
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { indexModules, resolveModules } from "../../../agent/build/modules.ts";
 import { cacheDir, debianPackage, resolveMeta } from "../debian.ts";
 
 const here = new URL(".", import.meta.url).pathname;
@@ -14,18 +16,8 @@ export interface DemoGuest {
   initrd: string;
 }
 
-function findFile(root: string, name: string): string {
-  const stack = [root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) stack.push(p);
-      else if (e.name === name) return p;
-    }
-  }
-  throw new Error(`${name} not found under ${root}`);
-}
+/** Drivers the guest loads, for the devices libxl's dm-argv gives it: e1000 and an IDE disk. */
+const GUEST_MODULES = ["e1000", "ata_piix", "sd_mod"];
 
 function sh(argv: string[], cwd?: string): void {
   const p = Bun.spawnSync(argv, { cwd, stdout: "inherit", stderr: "inherit" });
@@ -52,12 +44,15 @@ function extractVmlinux(bzImage: string, out: string): void {
   sh(["mv", `${out}.tmp`, out]);
 }
 
-export function buildDemoGuest(outDir = join(cacheDir, "demo-guest")): DemoGuest {
+export async function buildDemoGuest(outDir = join(cacheDir, "demo-guest")): Promise<DemoGuest> {
   const busybox = join(debianPackage("busybox-static"), "bin", "busybox");
   const kpkg = debianPackage(resolveMeta("linux-image-amd64", "linux-image-"));
   const vmlinuz = readdirSync(join(kpkg, "boot")).find((f) => f.startsWith("vmlinuz-"));
   if (!vmlinuz) throw new Error(`no boot/vmlinuz-* in ${kpkg}`);
-  const e1000 = findFile(join(kpkg, "lib", "modules"), "e1000.ko");
+  const [kver] = readdirSync(join(kpkg, "lib", "modules"));
+  if (!kver) throw new Error(`no lib/modules/<version> in ${kpkg}`);
+  const modDir = join(kpkg, "lib", "modules", kver);
+  const modules = resolveModules(await indexModules(modDir), GUEST_MODULES);
 
   mkdirSync(outDir, { recursive: true });
   const stage = join(outDir, `stage-${process.pid}`);
@@ -66,7 +61,9 @@ export function buildDemoGuest(outDir = join(cacheDir, "demo-guest")): DemoGuest
   copyFileSync(busybox, join(stage, "bin", "busybox"));
   copyFileSync(join(here, "init"), join(stage, "init"));
   copyFileSync(join(here, "lease"), join(stage, "bin", "lease"));
-  copyFileSync(e1000, join(stage, "lib", "modules", "e1000.ko"));
+  // In load order (dependencies first), listed in /lib/modules/order for /init's insmod loop.
+  for (const m of modules) copyFileSync(join(modDir, m.path), join(stage, "lib", "modules", m.path.split("/").pop()!));
+  writeFileSync(join(stage, "lib", "modules", "order"), modules.map((m) => `${m.path.split("/").pop()}\n`).join(""));
   sh(["chmod", "0755", join(stage, "bin", "busybox"), join(stage, "init"), join(stage, "bin", "lease")]);
   // The kernel opens /dev/console before devtmpfs exists: without the node /init has no stdout.
   sh(["mknod", "-m", "0600", join(stage, "dev", "console"), "c", "5", "1"]);
@@ -92,6 +89,6 @@ export function buildDemoGuest(outDir = join(cacheDir, "demo-guest")): DemoGuest
 }
 
 if (import.meta.main) {
-  const g = buildDemoGuest(process.argv[2]);
+  const g = await buildDemoGuest(process.argv[2]);
   console.log(`demo guest: kernel ${g.kernel} (${statSync(g.kernel).size} B), initrd ${g.initrd} (${statSync(g.initrd).size} B)`);
 }
