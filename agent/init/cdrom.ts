@@ -12,17 +12,18 @@
 // What we see in xenstore: libxl (re)writes the stub domain's frontend directory
 // device/vbd/<devid>/ (virtual-device, device-type = cdrom, state = 1); the stub domain's
 // blkfront moves `state` to 4 (Connected) just before it adds the disk, so the device node
-// appears a moment later; on detach `state` goes to 5/6 and libxl removes the directory.
-// A vbd present before QEMU started is on QEMU's command line already: only a directory
-// (re)created while we watch gets an fdset. When a vbd goes away while our fdset still holds
-// it (a plain block-detach, where libxl removes nothing), the fdset is removed here, since an
-// open fd would keep blkfront from closing the device.
+// appears a moment later; on detach `state` goes to 5/6 and libxl removes the directory, and
+// the node goes with the disk. A re-attached disk is a new node (devtmpfs gives it a new
+// inode): the node QEMU was started with needs no fdset, any later one gets exactly one. When
+// the vbd stops being a connected CD-ROM while our fdset still holds it (a plain
+// block-detach, where libxl removes nothing), the fdset is removed here, since an open fd
+// would keep blkfront from closing the device.
 import type { Logger } from "../log.ts";
 import { XenStoreError, type XenStore } from "../xenstore/types.ts";
 import type { AgentEvent, Listeners } from "./events.ts";
 
 /** XenbusState values (xen/include/public/io/xenbus.h) that matter here. */
-export const XENBUS = { connected: 4, closing: 5, closed: 6 } as const;
+export const XENBUS = { connected: 4 } as const;
 const MAX_XENBUS_STATE = 8;
 /** Extended vbd numbers (1 << 28 | disk << 8 | partition), as libxl and blkfront use them. */
 const EXTENDED = 1 << 28;
@@ -70,13 +71,18 @@ export interface CdromQmp {
 export interface BlockDevices {
   /** Resolves once `path` exists; rejects after timeoutMs. Event driven, never polls. */
   waitFor(path: string, timeoutMs: number): Promise<void>;
+  /**
+   * Which node `path` is now (devtmpfs gives a re-created node a new inode), or null when it
+   * does not exist: how a re-attached disk is told from the one QEMU already has.
+   */
+  identity(path: string): string | null;
   /** An O_RDONLY | O_CLOEXEC fd on `path`, or throws. */
   openReadOnly(path: string): number;
   close(fd: number): void;
 }
 
 export interface CdromDeps {
-  xs: Pick<XenStore, "read">;
+  xs: Pick<XenStore, "read" | "directory">;
   /** The stub domain's frontend vbd directory, /local/domain/<S>/device/vbd (the watched path). */
   vbdDir: string;
   /** QEMU's monitor while QEMU runs, else undefined. */
@@ -93,36 +99,44 @@ export interface CdromDeps {
 }
 
 /** What one read of a vbd's frontend says. */
-type VbdView =
+export type VbdView =
   | { kind: "gone" }
   | { kind: "invalid"; key: string; reason: string }
   | { kind: "present"; state: number; cdrom: boolean };
 
-type Step = "add" | "release" | "none";
+/** Whether QEMU should hold an fdset for this vbd (given what the node is, see decide). */
+export const wantsFdset = (v: VbdView): boolean => v.kind === "present" && v.cdrom && v.state === XENBUS.connected;
 
-interface Vbd {
-  /** An add-fd was queued for this incarnation of the vbd. */
-  added: boolean;
-  /** The fdset it created, once QEMU answered. */
-  fdset?: number;
-}
+export type Step = "keep" | "add" | "release" | "replace";
 
 /**
- * The decision for one vbd, given what xenstore says now. Only a vbd seen (re)created while
- * watching has a record; `release` forgets the record, `add` happens once per incarnation.
+ * What to do, from the current node and what we know: the disk QEMU got on its command line
+ * (`boot`) needs no fdset; a node we already handed over needs nothing more; any other
+ * connected CD-ROM node gets one, replacing ours for an older node.
  */
-export function decide(view: VbdView, vbd: Vbd | undefined): Step {
-  if (!vbd) return "none";
-  if (view.kind === "invalid") return "none";
-  // `added`, not `fdset`: an add still queued sets the fdset before the release runs.
-  if (view.kind === "gone" || view.state === XENBUS.closing || view.state === XENBUS.closed) return vbd.added ? "release" : "none";
-  return view.cdrom && view.state === XENBUS.connected && !vbd.added ? "add" : "none";
+export function decide(want: boolean, node: string | null, boot: string | undefined, ours: string | undefined): Step {
+  if (!want || node === null || node === boot) return ours === undefined ? "keep" : "release";
+  if (node === ours) return "keep";
+  return ours === undefined ? "add" : "replace";
+}
+
+interface Ours {
+  /** devices.identity() of the node our fdset's fd is open on. */
+  node: string;
+  fdset: number;
 }
 
 const DEVID = /^(0|[1-9][0-9]{0,9})$/;
 
+/**
+ * Keeps QEMU's fdsets in step with the stub domain's CD-ROM vbds. Every watch event only
+ * schedules a look at that vbd as it is NOW (xenstore and /dev), on one queue in event order:
+ * events handled late, or several for one change, converge to the same result.
+ */
 export class CdromFdsets {
-  private readonly vbds = new Map<number, Vbd>();
+  /** Per devid: the node QEMU was started with. */
+  private readonly boot = new Map<number, string>();
+  private readonly ours = new Map<number, Ours>();
   private chain: Promise<void> = Promise.resolve();
   private readonly nodeTimeoutMs: number;
   private readonly qmpTimeoutMs: number;
@@ -132,46 +146,59 @@ export class CdromFdsets {
     this.qmpTimeoutMs = deps.qmpTimeoutMs ?? 5000;
   }
 
-  /**
-   * One xenstore watch event under vbdDir. Synchronous bookkeeping; the QMP work runs on its
-   * own queue, in event order, so the supervisor's loop never waits for a device node.
-   */
-  onWatch(path: string): void {
-    const { vbdDir, log } = this.deps;
-    if (!path.startsWith(`${vbdDir}/`)) return;
-    const [id, key] = path.slice(vbdDir.length + 1).split("/");
-    if (id === undefined) return;
-    if (!DEVID.test(id) || vbdDiskName(Number(id)) === null) {
-      this.problem(`cdrom: ${vbdDir}/${id.slice(0, 40)}: not a whole-disk vbd number; ignored`);
+  /** Remembers the CD-ROMs connected now: they are on QEMU's command line. */
+  recordBoot(): void {
+    let ids: string[];
+    try {
+      ids = this.deps.xs.directory(this.deps.vbdDir);
+    } catch (e) {
+      if (!(e instanceof XenStoreError && e.errno === "ENOENT")) this.problem(`cdrom: ${this.deps.vbdDir}: ${(e as Error).message}`);
       return;
     }
-    const devid = Number(id);
-    // The directory itself or virtual-device is written only when libxl (re)creates the vbd
-    // (and fires again when it removes it): a new incarnation.
-    if (key === undefined || key === "virtual-device") {
-      const old = this.vbds.get(devid);
-      if (old?.added) this.enqueue(() => this.release(devid, old));
-      this.vbds.set(devid, { added: false });
+    for (const id of ids) {
+      const devid = this.devid(id);
+      if (devid === null || !wantsFdset(this.view(devid))) continue;
+      const node = this.deps.devices.identity(this.nodePath(devid));
+      if (node !== null) this.boot.set(devid, node);
     }
-    const vbd = this.vbds.get(devid);
-    const view = this.view(devid);
-    if (view.kind === "invalid") this.problem(`cdrom: ${view.key}: ${view.reason}; ignored`);
-    const step = decide(view, vbd);
-    if (view.kind === "gone") this.vbds.delete(devid);
-    if (step === "none" || !vbd) return;
-    if (step === "release") {
-      this.vbds.delete(devid);
-      this.enqueue(() => this.release(devid, vbd));
-      return;
-    }
-    vbd.added = true;
-    log.debug(`cdrom: vbd ${devid} connected`);
-    this.enqueue(() => this.add(devid, vbd));
   }
 
-  /** Resolves when every queued action has run (tests, and a clean stop). */
+  /** One xenstore watch event under vbdDir: schedules a look at that vbd. */
+  onWatch(path: string): void {
+    const { vbdDir } = this.deps;
+    if (!path.startsWith(`${vbdDir}/`)) return;
+    const devid = this.devid(path.slice(vbdDir.length + 1).split("/")[0]!);
+    if (devid !== null) this.enqueue(() => this.reconcile(devid));
+  }
+
+  /** Resolves when every scheduled look has run (tests, and a clean stop). */
   idle(): Promise<void> {
     return this.chain;
+  }
+
+  private devid(id: string): number | null {
+    if (DEVID.test(id) && vbdDiskName(Number(id)) !== null) return Number(id);
+    this.problem(`cdrom: ${this.deps.vbdDir}/${id.slice(0, 40)}: not a whole-disk vbd number; ignored`);
+    return null;
+  }
+
+  private nodePath(devid: number): string {
+    return `${this.deps.devDir ?? "/dev"}/${vbdDiskName(devid)}`;
+  }
+
+  private async reconcile(devid: number): Promise<void> {
+    const view = this.view(devid);
+    if (view.kind === "invalid") return this.problem(`cdrom: ${view.key}: ${view.reason}; ignored`);
+    if (view.kind === "gone") this.boot.delete(devid);
+    const want = wantsFdset(view);
+    const path = this.nodePath(devid);
+    // blkfront says Connected just before it adds the disk: the node may follow a moment later.
+    if (want) await this.deps.devices.waitFor(path, this.nodeTimeoutMs);
+    const node = want ? this.deps.devices.identity(path) : null;
+    const ours = this.ours.get(devid);
+    const step = decide(want, node, this.boot.get(devid), ours?.node);
+    if ((step === "release" || step === "replace") && ours) await this.release(devid, ours);
+    if ((step === "add" || step === "replace") && node !== null) await this.add(devid, path, node);
   }
 
   private enqueue(fn: () => Promise<void>): void {
@@ -209,13 +236,11 @@ export class CdromFdsets {
     return /^[\x20-\x7e]*$/.test(text) ? text : { kind: "invalid", key, reason: "not printable ASCII" };
   }
 
-  private async add(devid: number, vbd: Vbd): Promise<void> {
+  private async add(devid: number, path: string, node: string): Promise<void> {
     const { devices, log } = this.deps;
-    const node = `${this.deps.devDir ?? "/dev"}/${vbdDiskName(devid)}`;
-    await devices.waitFor(node, this.nodeTimeoutMs);
     const qmp = this.deps.qmp();
-    if (!qmp) throw new Error(`vbd ${devid} (${node}) reconnected while QEMU's monitor is not usable: no add-fd, libxl's CD-ROM change will time out`);
-    const fd = devices.openReadOnly(node);
+    if (!qmp) throw new Error(`vbd ${devid} (${path}) connected while QEMU's monitor is not usable: no add-fd, libxl's CD-ROM change will time out`);
+    const fd = devices.openReadOnly(path);
     let reply: unknown;
     try {
       reply = await qmp.execute("add-fd", { opaque: stubDevidOpaque(devid) }, this.qmpTimeoutMs, [fd]);
@@ -225,23 +250,22 @@ export class CdromFdsets {
     }
     const fdset = (reply as { "fdset-id"?: unknown } | null)?.["fdset-id"];
     if (!Number.isSafeInteger(fdset) || (fdset as number) < 0) throw new Error(`add-fd for vbd ${devid}: QEMU answered without an fdset-id`);
-    vbd.fdset = fdset as number;
-    log.info(`cdrom: add-fd ${node} (vbd ${devid}, read-only) as fdset ${vbd.fdset}, opaque ${stubDevidOpaque(devid)}`);
+    this.ours.set(devid, { node, fdset: fdset as number });
+    log.info(`cdrom: add-fd ${path} (vbd ${devid}, read-only) as fdset ${fdset}, opaque ${stubDevidOpaque(devid)}`);
   }
 
   /** Removes our fdset unless libxl already did (it does, before detaching, for cd-insert). */
-  private async release(devid: number, vbd: Vbd): Promise<void> {
-    const fdset = vbd.fdset;
+  private async release(devid: number, ours: Ours): Promise<void> {
+    this.ours.delete(devid);
     const qmp = this.deps.qmp();
-    if (fdset === undefined || !qmp) return;
-    vbd.fdset = undefined;
+    if (!qmp) return; // no QEMU, no fdsets
     const sets = await qmp.execute("query-fdsets", undefined, this.qmpTimeoutMs);
-    if (!holdsOpaque(sets, fdset, stubDevidOpaque(devid))) {
-      this.deps.log.info(`cdrom: vbd ${devid} gone; fdset ${fdset} was already removed (by libxl)`);
+    if (!holdsOpaque(sets, ours.fdset, stubDevidOpaque(devid))) {
+      this.deps.log.info(`cdrom: vbd ${devid} went away; fdset ${ours.fdset} was already removed (by libxl)`);
       return;
     }
-    await qmp.execute("remove-fd", { "fdset-id": fdset }, this.qmpTimeoutMs);
-    this.deps.log.info(`cdrom: vbd ${devid} gone; remove-fd fdset ${fdset}`);
+    await qmp.execute("remove-fd", { "fdset-id": ours.fdset }, this.qmpTimeoutMs);
+    this.deps.log.info(`cdrom: vbd ${devid} went away; remove-fd fdset ${ours.fdset}`);
   }
 }
 
@@ -257,7 +281,7 @@ export function holdsOpaque(sets: unknown, id: number, opaque: string): boolean 
 export const CDROM_WATCH_TOKEN = "stubdom-init:cdrom";
 
 export interface CdromWatchOptions extends Omit<CdromDeps, "xs" | "vbdDir"> {
-  xs: Pick<XenStore, "read" | "watch" | "onWatch">;
+  xs: Pick<XenStore, "read" | "directory" | "watch" | "onWatch">;
   stubDomid: number;
   /** The supervisor's queue: watch events enter the one loop there... */
   queue: { push(e: AgentEvent): void };
@@ -272,6 +296,7 @@ export interface CdromWatchOptions extends Omit<CdromDeps, "xs" | "vbdDir"> {
 export function watchCdroms(o: CdromWatchOptions): CdromFdsets {
   const vbdDir = `/local/domain/${o.stubDomid}/device/vbd`;
   const cdrom = new CdromFdsets({ ...o, vbdDir });
+  cdrom.recordBoot();
   o.listeners.on("xenstore", (e) => {
     if (e.token === CDROM_WATCH_TOKEN) cdrom.onWatch(e.path);
   });

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { afterEach, describe, expect, test } from "vitest";
-import { CdromFdsets, decide, holdsOpaque, vbdDiskName, type BlockDevices, type CdromQmp } from "../../agent/init/cdrom.ts";
+import { CdromFdsets, decide, holdsOpaque, vbdDiskName, wantsFdset, type BlockDevices, type CdromQmp } from "../../agent/init/cdrom.ts";
 import { devNodes } from "../../agent/init/cdrom-devices.ts";
 import { createLogger } from "../../agent/log.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
@@ -28,18 +28,23 @@ test("blkfront's names: libxl's hd/sd/xvd devids become xvd disks; partitions an
   for (const [devid, name] of cases) expect(vbdDiskName(devid), String(devid)).toBe(name);
 });
 
-test("the decision table: only a vbd (re)created while watching gets an fdset, and loses it when it goes", () => {
-  const connectedCd = { kind: "present", state: 4, cdrom: true } as const;
-  expect(decide(connectedCd, undefined)).toBe("none"); // on the command line since boot
-  expect(decide(connectedCd, { added: false })).toBe("add");
-  expect(decide(connectedCd, { added: true, fdset: 0 })).toBe("none");
-  expect(decide({ kind: "present", state: 4, cdrom: false }, { added: false })).toBe("none");
-  expect(decide({ kind: "present", state: 3, cdrom: true }, { added: false })).toBe("none");
-  expect(decide({ kind: "present", state: 5, cdrom: true }, { added: true })).toBe("release");
-  expect(decide({ kind: "present", state: 6, cdrom: true }, { added: true })).toBe("release");
-  expect(decide({ kind: "gone" }, { added: true })).toBe("release");
-  expect(decide({ kind: "gone" }, { added: false })).toBe("none");
-  expect(decide({ kind: "invalid", key: "k", reason: "r" }, { added: false })).toBe("none");
+test("the decision table: the boot node needs nothing, a later node gets exactly one fdset, a vanished one loses it", () => {
+  expect(decide(false, null, undefined, undefined)).toBe("keep");
+  expect(decide(true, "n1", "n1", undefined)).toBe("keep"); // on QEMU's command line
+  expect(decide(true, "n2", "n1", undefined)).toBe("add"); // re-attached: a new node
+  expect(decide(true, "n2", undefined, "n2")).toBe("keep"); // handed over already
+  expect(decide(true, "n3", undefined, "n2")).toBe("replace"); // re-attached again, events late
+  expect(decide(false, null, undefined, "n2")).toBe("release"); // closing, closed, gone
+  expect(decide(true, null, undefined, "n2")).toBe("release"); // the node went away
+});
+
+test("only a connected CD-ROM wants an fdset", () => {
+  expect(wantsFdset({ kind: "present", state: 4, cdrom: true })).toBe(true);
+  expect(wantsFdset({ kind: "present", state: 4, cdrom: false })).toBe(false);
+  expect(wantsFdset({ kind: "present", state: 3, cdrom: true })).toBe(false);
+  expect(wantsFdset({ kind: "present", state: 5, cdrom: true })).toBe(false);
+  expect(wantsFdset({ kind: "gone" })).toBe(false);
+  expect(wantsFdset({ kind: "invalid", key: "k", reason: "r" })).toBe(false);
 });
 
 test("holdsOpaque reads query-fdsets' answer and tolerates garbage", () => {
@@ -53,23 +58,29 @@ test("holdsOpaque reads query-fdsets' answer and tolerates garbage", () => {
 const STUB = 3;
 const VBD = `/local/domain/${STUB}/device/vbd`;
 
-function rig(opts: { qmp?: boolean; nodeMissing?: boolean; bootCdrom?: number } = {}) {
+function rig(opts: { qmp?: boolean; nodeMissing?: boolean; bootCdrom?: number; late?: boolean } = {}) {
   const dom0 = new MemoryXenStore();
+  /** blkfront's nodes: path -> identity; each attach makes a new one, as devtmpfs does. */
+  const nodes = new Map<string, string>();
+  let generation = 0;
+  const node = (devid: number) => `/dev/${vbdDiskName(devid)}`;
   if (opts.bootCdrom !== undefined) {
     for (const [k, v] of Object.entries({ state: "4", "virtual-device": String(opts.bootCdrom), "device-type": "cdrom" })) dom0.write(`${VBD}/${opts.bootCdrom}/${k}`, v);
+    nodes.set(node(opts.bootCdrom), `inode${++generation}`);
   }
   const stub = new MemoryXenStore({ store: dom0.store, domid: STUB, privileged: true });
   const lines: string[] = [];
   const reports: string[] = [];
   const calls: Array<{ command: string; args?: Record<string, unknown>; fds?: number[] }> = [];
-  const fdsets: Array<{ "fdset-id": number; fds: Array<{ fd: number; opaque: string }> }> = [];
+  const fdsets: Array<{ "fdset-id": number; fds: Array<{ fd: number; opaque: string; node: string }> }> = [];
   let nextFdset = 0;
+  const opened = new Map<number, string>();
   const qmp: CdromQmp = {
     async execute(command, args, _timeout, fds) {
       calls.push({ command, ...(args ? { args } : {}), ...(fds ? { fds } : {}) });
       if (command === "add-fd") {
         const id = nextFdset++;
-        fdsets.push({ "fdset-id": id, fds: [{ fd: 100 + id, opaque: String(args?.opaque) }] });
+        fdsets.push({ "fdset-id": id, fds: [{ fd: 100 + id, opaque: String(args?.opaque), node: opened.get(fds![0]!)! }] });
         return { "fdset-id": id, fd: 100 + id };
       }
       if (command === "query-fdsets") return structuredClone(fdsets);
@@ -80,13 +91,18 @@ function rig(opts: { qmp?: boolean; nodeMissing?: boolean; bootCdrom?: number } 
       throw new Error(`unexpected ${command}`);
     },
   };
-  const opened: string[] = [];
   const closed: number[] = [];
+  let nextFd = 40;
   const devices: BlockDevices = {
     waitFor: async (path) => {
-      if (opts.nodeMissing) throw new Error(`${path} did not appear within 10 ms`);
+      if (opts.nodeMissing || !nodes.has(path)) throw new Error(`${path} did not appear within 10 ms`);
     },
-    openReadOnly: (path) => (opened.push(path), 40 + opened.length),
+    identity: (path) => nodes.get(path) ?? null,
+    openReadOnly: (path) => {
+      const fd = ++nextFd;
+      opened.set(fd, nodes.get(path)!);
+      return fd;
+    },
     close: (fd) => void closed.push(fd),
   };
   const cd = new CdromFdsets({
@@ -97,35 +113,47 @@ function rig(opts: { qmp?: boolean; nodeMissing?: boolean; bootCdrom?: number } 
     log: createLogger({ sink: { write: (l) => lines.push(l) } }),
     report: (m) => reports.push(m),
   });
-  stub.onWatch((e) => cd.onWatch(e.path));
+  cd.recordBoot();
+  // late: events wait until settle(), as when the loop was busy while libxl wrote.
+  const held: string[] = [];
+  stub.onWatch((e) => (opts.late ? held.push(e.path) : cd.onWatch(e.path)));
   stub.watch(VBD, "cdrom");
   const settle = async () => {
     await stub.settled();
+    for (const p of held.splice(0)) cd.onWatch(p);
     await cd.idle();
   };
-  /** libxl's frontend write for a (re)attached vbd, then blkfront connecting. */
+  const step = async () => {
+    if (!opts.late) await settle();
+  };
+  /** libxl's frontend write for a (re)attached vbd, then blkfront connecting and adding the disk. */
   const attach = async (devid: number, type = "cdrom") => {
     const tx = dom0.transactionStart();
     for (const [k, v] of Object.entries({ "backend-id": "0", state: "1", "virtual-device": String(devid), "device-type": type })) {
       dom0.write(`${VBD}/${devid}/${k}`, v, tx);
     }
     dom0.transactionEnd(tx, false);
-    await settle();
+    await step();
     dom0.write(`${VBD}/${devid}/state`, "3");
-    await settle();
+    await step();
     dom0.write(`${VBD}/${devid}/state`, "4");
-    await settle();
+    nodes.set(node(devid), `inode${++generation}`);
+    await step();
   };
   const detach = async (devid: number, libxlRemovesFdset: boolean) => {
-    if (libxlRemovesFdset) fdsets.splice(fdsets.findIndex((s) => s.fds.some((f) => f.opaque === `stub-devid:${devid}`)), 1);
+    if (libxlRemovesFdset) {
+      const i = fdsets.findIndex((s) => s.fds.some((f) => f.opaque === `stub-devid:${devid}`));
+      if (i >= 0) fdsets.splice(i, 1);
+    }
     dom0.write(`${VBD}/${devid}/state`, "5");
-    await settle();
+    await step();
     dom0.write(`${VBD}/${devid}/state`, "6");
-    await settle();
+    nodes.delete(node(devid));
+    await step();
     dom0.rm(`${VBD}/${devid}`);
-    await settle();
+    await step();
   };
-  return { dom0, stub, cd, calls, fdsets, opened, closed, lines, reports, attach, detach, settle };
+  return { dom0, stub, cd, calls, fdsets, closed, lines, reports, attach, detach, settle };
 }
 
 describe("CdromFdsets against the in-memory xenstore", () => {
@@ -139,7 +167,7 @@ describe("CdromFdsets against the in-memory xenstore", () => {
     expect(r.calls).toEqual([]);
     await r.attach(5632);
     expect(r.calls).toEqual([{ command: "add-fd", args: { opaque: "stub-devid:5632" }, fds: [41] }]);
-    expect(r.opened).toEqual(["/dev/xvdc"]);
+    expect(r.fdsets).toEqual([{ "fdset-id": 0, fds: [{ fd: 100, opaque: "stub-devid:5632", node: "inode2" }] }]);
     expect(r.closed).toEqual([41]);
     expect(r.lines.join("")).toMatch(/cdrom: add-fd \/dev\/xvdc \(vbd 5632, read-only\) as fdset 0, opaque stub-devid:5632/);
     expect(r.reports).toEqual([]);
@@ -151,7 +179,7 @@ describe("CdromFdsets against the in-memory xenstore", () => {
     r.calls.length = 0;
     await r.detach(5632, true);
     expect(r.calls).toEqual([{ command: "query-fdsets" }]);
-    expect(r.lines.join("")).toMatch(/fdset 0 was already removed \(by libxl\)/);
+    expect(r.lines.join("")).toMatch(/vbd 5632 went away; fdset 0 was already removed \(by libxl\)/);
     await r.attach(5632);
     expect(r.calls.at(-1)).toEqual({ command: "add-fd", args: { opaque: "stub-devid:5632" }, fds: [42] });
     expect(r.closed).toEqual([41, 42]);
@@ -165,7 +193,23 @@ describe("CdromFdsets against the in-memory xenstore", () => {
     expect(r.calls.map((c) => c.command)).toEqual(["add-fd", "query-fdsets", "remove-fd"]);
     expect(r.calls[2]).toEqual({ command: "remove-fd", args: { "fdset-id": 0 } });
     expect(r.fdsets).toEqual([]);
-    expect(r.lines.join("")).toMatch(/cdrom: vbd 5632 gone; remove-fd fdset 0/);
+    expect(r.lines.join("")).toMatch(/cdrom: vbd 5632 went away; remove-fd fdset 0/);
+  });
+
+  test("events handled late (detach and re-attach all written before the first is handled) still give exactly one fdset, on the new node", async () => {
+    const r = rig({ late: true });
+    await r.attach(5632);
+    await r.settle();
+    expect(r.fdsets.map((f) => f.fds[0]!.node)).toEqual(["inode1"]);
+    await r.detach(5632, true); // libxl removed fdset 0
+    await r.attach(5632);
+    await r.detach(5632, true); // nothing of ours to remove yet: nothing was handled
+    await r.attach(5632);
+    expect(r.calls).toHaveLength(1);
+    await r.settle();
+    expect(r.fdsets).toEqual([{ "fdset-id": 1, fds: [{ fd: 101, opaque: "stub-devid:5632", node: "inode3" }] }]);
+    expect(r.calls.map((c) => c.command)).toEqual(["add-fd", "query-fdsets", "add-fd"]);
+    expect(r.reports).toEqual([]);
   });
 
   test("disks are not CD-ROMs; hostile values are reported with their key and ignored", async () => {
@@ -195,8 +239,8 @@ describe("CdromFdsets against the in-memory xenstore", () => {
   test("no monitor, or no device node: reported into health, no fd leaked, the next attach still works", async () => {
     const noQmp = rig({ qmp: false });
     await noQmp.attach(5632);
-    expect(noQmp.reports.join("")).toMatch(/vbd 5632 \(\/dev\/xvdc\) reconnected while QEMU's monitor is not usable/);
-    expect(noQmp.opened).toEqual([]);
+    expect(noQmp.reports.join("")).toMatch(/vbd 5632 \(\/dev\/xvdc\) connected while QEMU's monitor is not usable/);
+    expect(noQmp.closed).toEqual([]);
     const noNode = rig({ nodeMissing: true });
     await noNode.attach(5632);
     expect(noNode.reports).toEqual(["cdrom: /dev/xvdc did not appear within 10 ms"]);
@@ -208,12 +252,20 @@ describe("devNodes, the real BlockDevices (inotify on a directory)", () => {
   const dir = mkdtempSync(`${tmpdir()}/cdrom-dev-`);
   afterEach(() => rmSync(`${dir}/xvdc`, { force: true }));
 
-  test("waitFor resolves when the node appears later, at once when it exists, and rejects after its timeout", async () => {
+  test("waitFor resolves when the node appears later, at once when it exists, and rejects after its timeout; a re-created node has a new identity", async () => {
     const waiting = devNodes.waitFor(`${dir}/xvdc`, 5000);
     setTimeout(() => writeFileSync(`${dir}/xvdc`, "iso"), 50);
     await expect(waiting).resolves.toBeUndefined();
     await expect(devNodes.waitFor(`${dir}/xvdc`, 5000)).resolves.toBeUndefined();
     await expect(devNodes.waitFor(`${dir}/xvdd`, 100)).rejects.toThrow(/xvdd did not appear within 100 ms/);
+    const first = devNodes.identity(`${dir}/xvdc`);
+    expect(first).toMatch(/^\d+:\d+:\d+$/);
+    expect(devNodes.identity(`${dir}/xvdc`)).toBe(first);
+    rmSync(`${dir}/xvdc`);
+    expect(devNodes.identity(`${dir}/xvdc`)).toBeNull();
+    writeFileSync(`${dir}/other`, "keeps the old inode number in use");
+    writeFileSync(`${dir}/xvdc`, "iso 2");
+    expect(devNodes.identity(`${dir}/xvdc`)).not.toBe(first);
     const fd = devNodes.openReadOnly(`${dir}/xvdc`);
     expect(fd).toBeGreaterThan(2);
     devNodes.close(fd);

@@ -134,7 +134,7 @@ describe.skipIf(!isRoot)("CD-ROM change with a real QEMU", () => {
     dom0.rm(`${VBD}/${DEVID}`);
     await settle();
     expect(reports).toEqual([]);
-    expect(lines.join("")).toContain(`cdrom: vbd ${DEVID} gone; remove-fd fdset ${ours["fdset-id"]}`);
+    expect(lines.join("")).toContain(`cdrom: vbd ${DEVID} went away; remove-fd fdset ${ours["fdset-id"]}`);
     const after = (await qmp.execute("query-fdsets")) as FdsetInfo[];
     expect(holdsOpaque(after, ours["fdset-id"], `stub-devid:${DEVID}`)).toBe(false);
     expect(holdsLoop(ours.fds[0]!.fd)).toBe(false);
