@@ -12,6 +12,9 @@ import type { BpfInsn, Message } from "../../agent/net/codec.ts";
 import type { LinkEvent, Netlink } from "../../agent/net/types.ts";
 import { dhcpSocketFilter } from "../../agent/net/bpf.ts";
 import { runContract } from "./contract.ts";
+import { EventQueue, Listeners } from "../../agent/init/events.ts";
+import { NicLinks, watchLinks } from "../../agent/init/link-events.ts";
+import { createLogger } from "../../agent/log.ts";
 
 export const FRAME_LEN = 100;
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -250,6 +253,63 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     await unlinkNic(nl, { netfront: "nf", tap: "vif9.0-emu", deleteTap: true });
     nl.close();
     return { attached, detached, sameDevice: before === during, qemuStderr };
+  },
+
+  /**
+   * The agent's NIC tracking (agent/init/link-events.ts) on real link events, through the
+   * supervisor's EventQueue and Listeners: the tap deleted and re-created (as QEMU would), then
+   * the netfront; each loss shows in the health entry, each return is linked again.
+   */
+  async relink() {
+    const nl = openNetlink();
+    createTap("tp");
+    const options = { netfront: "nf", tap: "tp", localDhcp: true };
+    const first = await linkNic(nl, options);
+    const reports: string[] = [];
+    const logs: string[] = [];
+    const links = new NicLinks({ nl, log: createLogger({ sink: { write: (l) => logs.push(l.trim()) } }), report: (m) => reports.push(m) });
+    links.track("nic0", options, first);
+    const queue = new EventQueue();
+    const listeners = new Listeners();
+    let wake = () => {};
+    void (async () => {
+      for await (const e of queue) {
+        if (e.kind === "link" || e.kind === "linksLost") listeners.dispatch(e, (err) => reports.push(String(err)));
+        wake();
+      }
+    })();
+    watchLinks({ nl, links, queue, listeners });
+    const until = async (what: string, pred: () => boolean) => {
+      const deadline = Date.now() + 5000;
+      while (!pred()) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`timed out waiting for ${what}; logs: ${logs.join(" | ")}`);
+        await new Promise<void>((r) => { wake = r; setTimeout(r, Math.min(left, 50)); });
+        await links.idle();
+      }
+    };
+    const linkedAgain = (n: number) => () => logs.filter((l) => l.includes("linked again")).length >= n;
+    const index = async (name: string) => (await allLinks(nl)).find((l) => l.name === name)?.index ?? -1;
+
+    await sh("ip", "link", "del", "tp");
+    await until("tap loss", () => reports.length >= 1);
+    const tapGone = (await links.health())[0];
+    createTap("tp");
+    await until("tap re-link", linkedAgain(1));
+    const newTap = await index("tp");
+    const tapBack = { health: (await links.health())[0], nf: await filtersOf(nl, first.netfront.index), tp: await filtersOf(nl, newTap), redirectTo: (await nicStats(nl, ["nf"]))[0]?.redirectTo };
+
+    await sh("ip", "link", "del", "nf"); // takes its peer nfp with it
+    await until("netfront loss", () => reports.length >= 2);
+    const netfrontGone = (await links.health())[0];
+    await sh("ip", "link", "add", "name", "nf", "type", "veth", "peer", "name", "nfp");
+    await until("netfront re-link", linkedAgain(2));
+    const newNf = await index("nf");
+    const netfrontBack = { health: (await links.health())[0], nf: await filtersOf(nl, newNf), redirectTo: (await nicStats(nl, ["tp"]))[0]?.redirectTo, newNf };
+    const seen = { reports: [...reports], logs: [...logs] };
+    await unlinkNic(nl, { netfront: "nf", tap: "tp", deleteTap: true });
+    nl.close();
+    return { firstTap: first.tap.index, newTap, tapGone, tapBack, netfrontGone, netfrontBack, ...seen };
   },
 
   /** A packet socket keeps receiving after its link went down and up more times than any error budget. */

@@ -72,6 +72,33 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
     expect(r.ipv6On).not.toContain("tp");
   });
 
+  test("link events keep a pair linked: a deleted tap or netfront shows in the NIC entry, a re-created one is linked again", async () => {
+    const n = await stubNs("l");
+    interface Health { name: string; tap?: string; link: string; redirect?: string }
+    const r = await scenario<{
+      firstTap: number; newTap: number; reports: string[]; logs: string[];
+      tapGone: Health; tapBack: { health: Health; nf: string[]; tp: string[]; redirectTo?: number };
+      netfrontGone: Health; netfrontBack: { health: Health; nf: string[]; redirectTo?: number; newNf: number };
+    }>(n, "relink");
+    expect(r.reports, r.logs.join("\n")).toEqual([
+      "net: nic0: tap tp disappeared: nf <-> tp is not linked",
+      "net: nic0: netfront nf disappeared: nf <-> tp is not linked",
+    ]);
+    expect(r.tapGone).toMatchObject({ name: "nf", link: "down", redirect: "tap_gone" });
+    expect(r.tapGone).not.toHaveProperty("tap");
+    expect(r.newTap).not.toBe(r.firstTap);
+    // Linked again with its first options: the guard (local DHCP) is back on the new tap.
+    expect(r.tapBack.tp).toEqual(["prio 1 bpf handle 1", "prio 2 u32 handle 80000800"]);
+    expect(r.tapBack.nf).toEqual(["prio 2 u32 handle 80000800"]);
+    expect(r.tapBack.redirectTo).toBe(r.newTap);
+    expect(r.tapBack.health).not.toHaveProperty("redirect");
+    expect(r.netfrontGone).toMatchObject({ name: "nf", tap: "tp", link: "down", redirect: "netfront_gone" });
+    expect(r.netfrontBack.nf).toEqual(["prio 2 u32 handle 80000800"]);
+    expect(r.netfrontBack.redirectTo).toBe(r.netfrontBack.newNf);
+    expect(r.netfrontBack.health).toMatchObject({ name: "nf", tap: "tp" });
+    expect(r.netfrontBack.health).not.toHaveProperty("redirect");
+  });
+
   test("a packet socket survives its link flapping (one ENETDOWN per down, never giving up)", async () => {
     const n = await stubNs("f");
     const r = await scenario<{ operUp: boolean; errors: string[]; received: boolean; same: boolean }>(n, "flaps");
