@@ -47,6 +47,8 @@ export interface NicLinksDeps {
   report(message: string): void;
   /** Linking again; default linkNic. */
   relink?: (nl: Netlink, options: LinkOptions) => Promise<LinkResult>;
+  /** A pair was linked again (the caller renews what was bound to the old links, e.g. DHCP). */
+  relinked?: (device: string) => void;
 }
 
 export class NicLinks {
@@ -152,6 +154,7 @@ export class NicLinks {
       pair.problem = undefined;
       for (const w of r.warnings) this.deps.log.warn(`net: ${device}: ${w}`);
       this.deps.log.info(`net: ${device}: ${pair.options.netfront} <-> ${pair.options.tap} linked again`);
+      this.deps.relinked?.(device);
     } catch (e) {
       pair.problem = "relink_failed";
       this.problem(`net: ${device}: linking ${pair.options.netfront} <-> ${pair.options.tap} again failed: ${(e as Error).message}`);

@@ -339,7 +339,9 @@ async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWr
   if (config.nics.length === 0) return null;
   const nl = openNetlink();
   const pairs = new Map<string, { netfront: string; tap: string }>();
-  const links = new NicLinks({ nl, log, report: (m) => health.error(m) });
+  // A re-created tap needs a new DHCP socket: the old one is bound to the deleted ifindex.
+  const dhcpRestarts = new Map<string, () => void>();
+  const links = new NicLinks({ nl, log, report: (m) => health.error(m), relinked: (device) => dhcpRestarts.get(device)?.() });
   for (const nic of config.nics) {
     try {
       createTap(nic.ifname);
@@ -356,11 +358,17 @@ async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWr
       pairs.set(`nic${nic.index}`, { netfront: nic.netfront.name, tap: nic.ifname });
       links.track(`nic${nic.index}`, options, linked);
       if (lease) {
-        startDhcp({
+        const serve = () => startDhcp({
           tap: nic.ifname,
           clientMac: nic.guestMac,
           lease: { clientIp: lease.clientIp, netmask: lease.netmask, gateway: lease.gateway, dns: [...lease.dns] },
           log: (m) => log.info(m),
+        });
+        let server = serve();
+        dhcpRestarts.set(`nic${nic.index}`, () => {
+          server.stop();
+          server = serve();
+          log.info(`net: DHCP on ${nic.ifname} restarted`);
         });
       }
     } catch (e) {

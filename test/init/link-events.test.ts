@@ -31,14 +31,15 @@ async function rig() {
   const first = await linkNic(nl, options);
   const { lines, log } = memLog();
   const reports: string[] = [];
-  const links = new NicLinks({ nl, log, report: (m) => reports.push(m) });
+  const relinked: string[] = [];
+  const links = new NicLinks({ nl, log, report: (m) => reports.push(m), relinked: (d) => void relinked.push(d) });
   links.track("nic0", options, first);
   nl.onLink((e) => links.onLink(e), (e) => links.onLost(String(e)));
-  return { nl, links, lines, reports };
+  return { nl, links, lines, reports, relinked };
 }
 
 test("a tap that disappears is logged, reported and shown in the NIC entry; when it comes back it is linked again, guard included", async () => {
-  const { nl, links, lines, reports } = await rig();
+  const { nl, links, lines, reports, relinked } = await rig();
   expect((await links.health())[0]).not.toHaveProperty("redirect");
   nl.removeLink("vif5.0-emu");
   expect(reports).toEqual(["net: nic0: tap vif5.0-emu disappeared: eth0 <-> vif5.0-emu is not linked"]);
@@ -55,15 +56,17 @@ test("a tap that disappears is logged, reported and shown in the NIC entry; when
   expect(back).toMatchObject({ name: "eth0", tap: "vif5.0-emu", link: "up" });
   expect(back).not.toHaveProperty("redirect");
   expect(lines.join("")).toMatch(/tap vif5.0-emu is back \(index 3\): linking eth0 <-> vif5.0-emu again[\s\S]*linked again/);
+  expect(relinked).toEqual(["nic0"]);
 });
 
 test("our own changes and carrier flaps re-link nothing; the netfront's loss waits for both sides", async () => {
-  const { nl, links, reports } = await rig();
+  const { nl, links, reports, relinked } = await rig();
   const before = nl.requests.length;
   nl.setCarrier("eth0", false);
   nl.setCarrier("eth0", true);
   await links.idle();
   expect(nl.requests.length).toBe(before);
+  expect(relinked).toEqual([]);
   nl.removeLink("eth0");
   nl.removeLink("vif5.0-emu");
   expect(reports).toHaveLength(2);
