@@ -116,11 +116,19 @@ export function watchPowerButtons(sys: PowerButtonSys, onPress: (device: string)
 
 /** Input devices as sysfs lists them (/sys/class/input/inputN/{name,capabilities/key,eventM}). */
 export function sysfsInputDevices(root = "/sys/class/input"): InputDevice[] {
+  // A device unplugged while we look reads as empty: it then has no capabilities and no nodes.
   const text = (p: string) => {
     try {
       return readFileSync(p, "utf8").trim().slice(0, 4096);
     } catch {
       return "";
+    }
+  };
+  const entries = (p: string) => {
+    try {
+      return readdirSync(p);
+    } catch {
+      return [];
     }
   };
   return readdirSync(root)
@@ -129,7 +137,7 @@ export function sysfsInputDevices(root = "/sys/class/input"): InputDevice[] {
       id,
       name: text(`${root}/${id}/name`),
       keys: text(`${root}/${id}/capabilities/key`),
-      handlers: readdirSync(`${root}/${id}`).filter((h) => /^event\d{1,4}$/.test(h)),
+      handlers: entries(`${root}/${id}`).filter((h) => /^event\d{1,4}$/.test(h)),
     }));
 }
 
