@@ -2,7 +2,7 @@
 //   createTap(`vif${G}.${n}-emu`)                      before QEMU starts
 //   await linkNic(nl, {netfront: `eth${n}`, tap, mtu, allowedSources, localDhcp})
 //   startDhcp({tap, lease, clientMac})                  when the config carries addresses
-//   nl.onLink(ev => ...)                                netfront/tap changes, no polling
+//   nl.onLink(ev => ..., lost => ...)                  netfront/tap changes, no polling (lost: read again)
 //   await unlinkNic(nl, {netfront, tap, deleteTap})     on DEVICE_DELETED or QEMU exit
 //   await nicStats(nl, [netfront, tap])                 counters for health reports
 import { dhcpSocketFilter } from "./bpf.ts";
