@@ -312,6 +312,42 @@ const scenarios: Record<string, () => Promise<unknown>> = {
     return { firstTap: first.tap.index, newTap, tapGone, tapBack, netfrontGone, netfrontBack, ...seen };
   },
 
+  /**
+   * Lost link notifications on the real kernel: with the event loop blocked, 3000 veth pairs
+   * overflow the event socket (2 MiB), and the tap is deleted and re-created at the end of the
+   * burst, so only the read after ENOBUFS can notice it and link it again.
+   */
+  async overflow() {
+    const nl = openNetlink();
+    createTap("tp");
+    const options = { netfront: "nf", tap: "tp" };
+    const first = await linkNic(nl, options);
+    const logs: string[] = [];
+    const lost: string[] = [];
+    const links = new NicLinks({ nl, log: createLogger({ sink: { write: (l) => logs.push(l.trim()) } }), report: () => {} });
+    links.track("nic0", options, first);
+    nl.onLink((e) => links.onLink(e), (e) => {
+      const code = (e as { code?: string }).code ?? String(e);
+      lost.push(code);
+      links.onLost(code);
+    });
+    const file = `${process.env.TMPDIR ?? "/tmp"}/net-burst-${process.pid}.txt`;
+    const burst = [...Array.from({ length: 3000 }, (_, i) => `link add name x${i} type veth peer name y${i}`), "link del tp", "tuntap add dev tp mode tap"];
+    await Bun.write(file, `${burst.join("\n")}\n`);
+    // Synchronous on purpose: nothing reads the event socket while the kernel fills it.
+    const r = Bun.spawnSync(["ip", "-batch", file]);
+    await sh("rm", "-f", file);
+    const deadline = Date.now() + 20_000;
+    while (!logs.some((l) => l.includes("linked again")) && Date.now() < deadline) {
+      await Bun.sleep(20);
+      await links.idle();
+    }
+    const newTap = (await allLinks(nl)).find((l) => l.name === "tp")?.index ?? -1;
+    const tp = await filtersOf(nl, newTap);
+    nl.close();
+    return { batch: r.exitCode, lost, firstTap: first.tap.index, newTap, tp, logs: logs.filter((l) => l.includes("net: ")) };
+  },
+
   /** A packet socket keeps receiving after its link went down and up more times than any error budget. */
   async flaps() {
     await sh("ip", "link", "set", "nf", "up");

@@ -99,6 +99,18 @@ describe.skipIf(!isRoot)("live rtnetlink and tc", () => {
     expect(r.netfrontBack.health).not.toHaveProperty("redirect");
   });
 
+  test("lost link notifications (ENOBUFS after a burst) are followed by one read of the links, which re-links a tap re-created unannounced", async () => {
+    const n = await stubNs("o");
+    const r = await scenario<{ batch: number; lost: string[]; firstTap: number; newTap: number; tp: string[]; logs: string[] }>(n, "overflow");
+    expect(r.batch).toBe(0);
+    expect(r.lost, r.logs.join("\n")).toContain("ENOBUFS");
+    // Found by that read (a changed index), not by the dropped delete notification.
+    expect(r.logs.join("\n")).toMatch(/link notifications lost \(ENOBUFS\): reading the links again[\s\S]*tap tp is back/);
+    expect(r.logs.join("\n")).not.toContain("disappeared");
+    expect(r.newTap).not.toBe(r.firstTap);
+    expect(r.tp).toEqual(["prio 2 u32 handle 80000800"]);
+  });
+
   test("a packet socket survives its link flapping (one ENETDOWN per down, never giving up)", async () => {
     const n = await stubNs("f");
     const r = await scenario<{ operUp: boolean; errors: string[]; received: boolean; same: boolean }>(n, "flaps");
