@@ -181,7 +181,7 @@ export async function writeSquashfs(
   opts: { stagingDir: string; compression?: SquashfsCompression; mtime?: number; processors?: number },
 ): Promise<void> {
   await materialize(records, opts.stagingDir);
-  const comp = opts.compression ?? "xz";
+  const comp = opts.compression ?? "zstd";
   const t = String(opts.mtime ?? 0);
   // The x86 BCJ filter makes xz ~10 % better on machine code, which is most of this image.
   const compArgs = comp === "xz" ? ["-comp", "xz", "-Xbcj", "x86"] : ["-comp", "zstd", "-Xcompression-level", "19"];
