@@ -1,7 +1,8 @@
 // `make bench`: every benchmark of issue 10 in one run, each against its baseline in the same
 // run, printed as a table and written to dist/bench.json (numbers; null when not measured,
-// with the reason under `not_measured`). Benchmarks never fail on a number; this exits 1 when
-// a measurement could not be taken. BENCH_QUICK=1 takes each measurement once (a fast check).
+// with the reason under `not_measured`, or null when measured not to exist, e.g. MemAvailable
+// at a size where the image does not boot, under `absent`). Benchmarks never fail on a number;
+// this exits 1 when a measurement could not be taken. BENCH_QUICK=1 takes each measurement once (a fast check).
 // Run: ./node_modules/.bin/bun test/bench/run.ts
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -23,10 +24,13 @@ const FIELDS = {
   xl_create_ms_agent: { unit: "ms" },
   xl_create_ms_baseline: { unit: "ms" },
   agent_overhead_ms: { unit: "ms" },
+  boot_mem_mib: { unit: "MiB" },
   min_mem_mib_agent: { unit: "MiB", goal: { max: 128 } },
   min_mem_mib_baseline: { unit: "MiB" },
   mem_available_mib_at_144_agent: { unit: "MiB" },
   mem_available_mib_at_144_baseline: { unit: "MiB" },
+  mem_available_mib_at_boot_mem_agent: { unit: "MiB" },
+  mem_available_mib_at_boot_mem_baseline: { unit: "MiB" },
   agent_rss_mib: { unit: "MiB" },
   rootfs_bytes_compressed_agent: { unit: "B" },
   rootfs_bytes_compressed_baseline: { unit: "B" },
@@ -48,6 +52,8 @@ export interface MeasureResult {
   values: Values;
   /** Fields that could not be taken, with why, while the others were. */
   missing?: Partial<Record<Field, string>>;
+  /** Fields measured not to exist (the image did not boot at that size), with what was seen. */
+  absent?: Partial<Record<Field, string>>;
   /** Raw samples and conditions, kept in bench.json for the record. */
   samples?: Record<string, unknown>;
 }
@@ -164,6 +170,7 @@ async function main(): Promise<number> {
   const t0 = performance.now();
   const values: Values = {};
   const missing: Partial<Record<Field, string>> = {};
+  const absent: Partial<Record<Field, string>> = {};
   const samples: Record<string, unknown> = {};
   const durations: Record<string, number> = {};
   for (const m of measurements) {
@@ -173,10 +180,11 @@ async function main(): Promise<number> {
       const r = await m.run(QUICK);
       Object.assign(values, r.values);
       Object.assign(missing, r.missing);
+      Object.assign(absent, r.absent);
       Object.assign(samples, r.samples);
       for (const f of m.fields) {
         const v = r.values[f];
-        if (v === undefined && !r.missing?.[f]) missing[f] = "the measurement returned no value";
+        if (v === undefined && !r.missing?.[f] && !r.absent?.[f]) missing[f] = "the measurement returned no value";
         else if (v !== undefined && !Number.isFinite(v)) {
           delete values[f];
           missing[f] = `not a finite number (${v})`;
@@ -194,7 +202,8 @@ async function main(): Promise<number> {
   const fields = Object.keys(FIELDS) as Field[];
   const rows = fields.map((f) => {
     const v = values[f];
-    return [f, v === undefined ? `not measured: ${missing[f] ?? "?"}` : fmt(f, v), goalText(f, v)];
+    const none = absent[f] ? `none: ${absent[f]}` : `not measured: ${missing[f] ?? "?"}`;
+    return [f, v === undefined ? none : fmt(f, v), goalText(f, v)];
   });
   const w0 = Math.max(...rows.map((r) => r[0]!.length));
   const w1 = Math.min(60, Math.max(...rows.map((r) => r[1]!.length)));
@@ -208,6 +217,7 @@ async function main(): Promise<number> {
     date: new Date().toISOString(),
     total_s: totalS,
     not_measured: missing,
+    absent,
     samples,
     durations_s: durations,
   });
