@@ -1,7 +1,7 @@
 // The supervisor with a scripted fake QEMU (test/init/fake-qemu.ts), as real PID 1 of a PID
 // namespace (`unshare --pid --fork --mount-proc`) and as a subreaper. "Power off" is the
 // process exit code (cli.ts EXIT_CODES); the hypervisor and health report are files.
-import { mkdtempSync, readFileSync, readdirSync, existsSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, existsSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { describe, expect, test } from "vitest";
 import { EXIT_CODES } from "../../agent/init/cli.ts";
@@ -102,6 +102,7 @@ async function runAgent(mode: Mode, o: Options): Promise<Run> {
     }
   }
   const hypervisor = existsSync(`${dir}/hv`) ? readFileSync(`${dir}/hv`, "utf8").trim().split("\n").filter(Boolean) : [];
+  rmSync(dir, { recursive: true, force: true });
   return { code, log, health, phases, hypervisor, journal };
 }
 

@@ -1,7 +1,7 @@
 // Runs the xenstore server as a separate process (the FFI binding's calls are synchronous and
 // would deadlock a server in the test's own event loop), fetches Debian's test-xenstore when
 // missing, and speaks the raw wire protocol for tests that need malformed frames.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,7 +53,9 @@ export async function startServer(opts: { domains?: number[]; extra?: string[] }
     stderr: () => err,
     stop: async () => {
       proc.kill("SIGTERM");
-      return proc.exited;
+      const code = await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+      return code;
     },
   };
 }
