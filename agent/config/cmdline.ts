@@ -7,6 +7,7 @@ import { LIMITS, type AgentOptions, type CmdlineResult, type ConfigError } from 
 export const DEFAULT_OPTIONS: AgentOptions = Object.freeze({
   loglevel: "info",
   crash: "shutdown-guest",
+  crashGraceMs: 1000,
   healthInterval: 5,
   xenstore: Object.freeze({ kind: "default" }),
   domid: null,
@@ -57,6 +58,7 @@ function option<K extends keyof AgentOptions>(field: K, schema: z.ZodType<AgentO
 const OPTIONS = new Map<string, Option>([
   ["loglevel", option("loglevel", z.enum(["debug", "info", "warn", "error"]))],
   ["crash", option("crash", z.enum(["shutdown-guest", "poweroff", "hold"]))],
+  ["crash_grace_ms", option("crashGraceMs", decimal(0, 60_000))],
   ["health_interval", option("healthInterval", decimal(1, 3600))],
   ["xenstore", option("xenstore", z.union([absPath.transform((path) => ({ kind: "path" as const, path })), virtio("an absolute path or ")]))],
   ["domid", option("domid", decimal(0, MAX_DOMID))],

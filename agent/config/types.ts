@@ -28,6 +28,12 @@ export type QmpTransport = { readonly kind: "vchan" } | { readonly kind: "virtio
 export interface AgentOptions {
   readonly loglevel: Level;
   readonly crash: CrashPolicy;
+  /**
+   * ms between the crash report's flush and telling the hypervisor, 0..60000: with
+   * on_crash="destroy" the toolstack removes this domain's keys at once, and dom0 watchers
+   * need a moment to read why QEMU died.
+   */
+  readonly crashGraceMs: number;
   /** Seconds between health reports, 1..3600. */
   readonly healthInterval: number;
   readonly xenstore: XenStoreTransport;

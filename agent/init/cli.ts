@@ -19,6 +19,7 @@ const PlanSchema = z.strictObject({
   restoreArgIndex: z.number().int().min(0).nullable().default(null),
   guestDomid: z.number().int().min(1).max(0x7fef),
   crash: z.enum(["shutdown-guest", "poweroff", "hold"]).default("shutdown-guest"),
+  crashGraceMs: z.number().int().min(0).max(60_000).default(0),
   saveConsole: z.boolean().default(false),
   qmpTimeoutMs: z.number().int().min(1).max(600_000).default(20_000),
   probeMs: z.number().int().min(0).max(3_600_000).default(0),

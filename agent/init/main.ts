@@ -175,6 +175,7 @@ async function bootStubdom(
     restoreArgIndex: config.restore?.argIndex ?? null,
     guestDomid: config.guestDomid,
     crash: options.crash,
+    crashGraceMs: options.crashGraceMs,
     runDir: "/tmp",
     saveConsole: config.consoles.save,
     qmpTimeoutMs: 20_000,

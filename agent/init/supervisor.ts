@@ -27,6 +27,8 @@ export interface QemuPlan {
   readonly restoreArgIndex: number | null;
   readonly guestDomid: number;
   readonly crash: CrashPolicy;
+  /** ms from the flushed crash report to the hypervisor call (stubdom.crash_grace_ms). */
+  readonly crashGraceMs: number;
   /** Directory for the monitors' sockets. */
   readonly runDir: string;
   /** Console 1 exists: hand /dev/hvc1 to QEMU as fdset 1 before reporting ready. */
@@ -350,7 +352,13 @@ export class Supervisor {
       deps.log.warn("crash policy hold: staying up for debugging; SIGTERM powers off");
       return;
     }
-    if (plan.crash === "shutdown-guest") this.tellHypervisor();
+    if (plan.crash === "shutdown-guest") {
+      if (plan.crashGraceMs > 0) {
+        deps.log.info(`crash report written; telling the hypervisor in ${plan.crashGraceMs} ms (stubdom.crash_grace_ms)`);
+        await new Promise((resolve) => setTimeout(resolve, plan.crashGraceMs));
+      }
+      this.tellHypervisor();
+    }
     this.powerOff("crash");
   }
 

@@ -63,6 +63,8 @@ const plan = {
   sandbox: true,
   guestDomid,
   crash: "shutdown-guest" as const,
+  // The measured moment is "crashed" in xenstore, which is written before the grace.
+  crashGraceMs: 0,
   runDir: values["run-dir"],
   saveConsole: false,
   qmpTimeoutMs: 20_000,

@@ -9,6 +9,7 @@ describe("parseCmdline", () => {
     expect(r.options).toEqual({
       loglevel: "info",
       crash: "shutdown-guest",
+      crashGraceMs: 1000,
       healthInterval: 5,
       xenstore: { kind: "default" },
       domid: null,
@@ -20,7 +21,7 @@ describe("parseCmdline", () => {
 
   test("every option", () => {
     const r = parseCmdline(
-      "console=hvc0 stubdom.loglevel=debug stubdom.crash=hold stubdom.health_interval=3600 " +
+      "console=hvc0 stubdom.loglevel=debug stubdom.crash=hold stubdom.crash_grace_ms=0 stubdom.health_interval=3600 " +
         "stubdom.xenstore=virtio:xenstore stubdom.domid=7 stubdom.qmp=virtio:qmp " +
         "stubdom.qemu=/usr/bin/qemu-system-x86_64 stubdom.shell\n",
     );
@@ -28,6 +29,7 @@ describe("parseCmdline", () => {
     expect(r.options).toEqual({
       loglevel: "debug",
       crash: "hold",
+      crashGraceMs: 0,
       healthInterval: 3600,
       xenstore: { kind: "virtio", name: "xenstore" },
       domid: 7,
@@ -55,7 +57,7 @@ describe("parseCmdline", () => {
     const r = parseCmdline(
       "stubdom.loglevel=verbose stubdom.bogus=1 stubdom.health_interval=0 stubdom.health_interval=3601 " +
         "stubdom.health_interval=1e3 stubdom.domid=32752 stubdom.xenstore=relative stubdom.qmp=virtio: " +
-        "stubdom.qemu stubdom.crash= stubdom.shell=yes",
+        "stubdom.qemu stubdom.crash= stubdom.shell=yes stubdom.crash_grace_ms=60001",
     );
     expect(r.options).toEqual(DEFAULT_OPTIONS);
     expect(r.errors.map((e) => e.key)).toEqual([
@@ -70,6 +72,7 @@ describe("parseCmdline", () => {
       "cmdline:stubdom.qemu",
       "cmdline:stubdom.crash",
       "cmdline:stubdom.shell",
+      "cmdline:stubdom.crash_grace_ms",
     ]);
     expect(r.errors[1]!.reason).toBe("unknown option");
     expect(r.errors[2]!.reason).toContain("at least 1");

@@ -126,6 +126,17 @@ describe.each(modes)("agent as %s", (mode) => {
     expect(r.log).toMatch(mode === "pid1" ? /supervising as PID 1/ : /supervising as subreaper/);
   });
 
+  test("crash grace: the report is flushed, the hypervisor is told once after the grace, then power off", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "crash", "--after", "100"], plan: { crashGraceMs: 400 } });
+    expect(r.code, r.log).toBe(EXIT_CODES.crash);
+    expect(r.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+    const crashed = r.journal.lastIndexOf("setPhase crashed");
+    expect(r.journal.indexOf("shutdownGuest", crashed)).toBeGreaterThan(r.journal.indexOf("flush", crashed));
+    const graceLine = r.log.indexOf("telling the hypervisor in 400 ms");
+    expect(graceLine, r.log).toBeGreaterThan(-1);
+    expect(r.log.indexOf("told the hypervisor", graceLine)).toBeGreaterThan(graceLine);
+  });
+
   test("crash policy poweroff powers off without calling the hypervisor", async () => {
     const r = await runAgent(mode, { fake: ["--mode", "crash", "--after", "100"], plan: { crash: "poweroff" } });
     expect(r.code, r.log).toBe(EXIT_CODES.crash);
