@@ -24,11 +24,13 @@ const symbols = {
   open: { args: [p, i32, u32], returns: i32 },
   close: { args: [i32], returns: i32 },
   write: { args: [i32, p, u64], returns: i64 },
+  read: { args: [i32, p, u64], returns: i64 },
   fcntl: { args: [i32, i32, i64], returns: i32 },
   tcgetattr: { args: [i32, p], returns: i32 },
   tcsetattr: { args: [i32, i32, p], returns: i32 },
   cfmakeraw: { args: [p], returns: none },
   socket: { args: [i32, i32, i32], returns: i32 },
+  socketpair: { args: [i32, i32, i32, p], returns: i32 },
   connect: { args: [i32, p, u32], returns: i32 },
   bind: { args: [i32, p, u32], returns: i32 },
   listen: { args: [i32, i32], returns: i32 },
@@ -187,6 +189,24 @@ export function close(fd: number): void {
 
 export function write(fd: number, data: Uint8Array): number {
   return check("write", libc().write(fd, data, BigInt(data.length)), String(fd));
+}
+
+/** A connected pair of UNIX stream sockets (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC). */
+export function socketPair(): [number, number] {
+  const fds = new Int32Array(2);
+  check("socketpair", libc().socketpair(1, 1 | 0o2000000, 0, fds));
+  return [fds[0]!, fds[1]!];
+}
+
+const EAGAIN = 11;
+/** Up to `max` bytes from a non-blocking fd; null when nothing is there (EAGAIN). */
+export function readNow(fd: number, max: number): Uint8Array | null {
+  const buf = new Uint8Array(max);
+  const n = Number(libc().read(fd, buf, BigInt(max)));
+  if (n >= 0) return buf.subarray(0, n);
+  const e = errno();
+  if (e === EAGAIN) return null;
+  throw new SysError("read", e, String(fd));
 }
 
 const F_GETFL = 3, F_SETFL = 4;

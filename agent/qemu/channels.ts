@@ -1,34 +1,43 @@
 // The two RelayChannels for dom0's QMP: a libxenvchan server under Xen, a virtio-serial port
-// in the development VM. Both wait for readiness through Bun.file(fd).stream() on an fd made
-// non-blocking (a blocking read would freeze the event loop: bun-as-pid1.md).
-import { errno, O, open, pollNow, POLLHUP, setNonBlocking, SysError, write } from "../../ffi/libc.ts";
+// in the development VM. Neither blocks the event loop (a blocking read would freeze it:
+// bun-as-pid1.md).
+import { createFdWaiter, type FdWaiter } from "../../ffi/fd-waiter.ts";
+import { errno, O, open, pollNow, POLLHUP, readNow, setNonBlocking, SysError, write } from "../../ffi/libc.ts";
 import type { VchanServer } from "../../ffi/vchan.ts";
 import type { RelayChannel, RelaySession } from "./relay.ts";
 
 /**
  * libxenvchan's readiness is its event channel: reading /dev/xen/evtchn returns the pending
  * ports (that is all libxenvchan_wait does, besides blocking) and writing them back unmasks
- * them. So the stream's chunks are consumed, written back, and the rings then polled
- * without blocking.
+ * them. Each client gets a new server, whose event channel fd usually reuses the number of the
+ * previous one: so readiness comes from a poll() Worker (ffi/fd-waiter.ts), never from a
+ * Bun.file stream, whose asynchronous teardown could unregister its successor (the second
+ * client of a boot then hung, and the relay's stream buffers ran the stub domain out of memory).
  */
-export function vchanChannel(openServer: () => VchanServer): RelayChannel {
+export function vchanChannel(openServer: () => VchanServer, waiter: FdWaiter = createFdWaiter()): RelayChannel {
   return {
     async accept(): Promise<RelaySession> {
       const srv = openServer();
       setNonBlocking(srv.eventFd, true);
-      const events = Bun.file(srv.eventFd).stream().getReader();
+      let closed = false;
+      /** Waits for a notification, consumes and unmasks it; false once the session closed. */
       const nextEvent = async (): Promise<boolean> => {
-        const r = await events.read();
-        if (r.done) return false;
-        write(srv.eventFd, r.value); // unmask what we consumed
-        return true;
+        for (;;) {
+          if (closed) return false;
+          const ports = readNow(srv.eventFd, 64);
+          if (ports !== null && ports.length > 0) {
+            write(srv.eventFd, ports); // unmask what we consumed
+            return true;
+          }
+          if (!(await waiter.readable(srv.eventFd))) return false;
+        }
       };
       try {
         while (srv.state() === 2) {
-          if (!(await nextEvent())) throw new Error("vchan event channel closed");
+          if (!(await nextEvent())) throw new Error("vchan: waiting for a client was cancelled");
         }
       } catch (e) {
-        await events.cancel().catch(() => undefined);
+        closed = true;
         srv.close();
         throw e;
       }
@@ -42,7 +51,6 @@ export function vchanChannel(openServer: () => VchanServer): RelayChannel {
           else pending[0] = head.subarray(n);
         }
       };
-      let closed = false;
       return {
         async *chunks() {
           for (;;) {
@@ -53,13 +61,14 @@ export function vchanChannel(openServer: () => VchanServer): RelayChannel {
           }
         },
         write(data) {
+          if (closed) return;
           pending.push(data.slice());
           flush();
         },
-        async close() {
+        close() {
           if (closed) return;
           closed = true;
-          await events.cancel().catch(() => undefined);
+          waiter.cancel();
           srv.close();
         },
       };
