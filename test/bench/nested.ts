@@ -2,8 +2,8 @@
 // baseline (test/bench/baseline): boot time, xl create time, the agent's own overhead, the
 // memory floor and MemAvailable at 144 MiB, plus the baseline image's sizes.
 //
-// The timed boots run both images at one stub domain memory, BOOT_MEM (STUBDOM_MEMORY, default
-// 256 MiB, printed), because ours does not boot at libxl's default yet; one more boot of each at
+// The timed boots run both images at one stub domain memory, BOOT_MEM (STUBDOM_MEMORY, else
+// test/xen/run.ts OURS_STUBDOM_MEMORY, printed), because ours does not boot at libxl's default yet; one more boot of each at
 // the default (128 + 16 MiB video) measures MemAvailable there, or records that it did not boot.
 //
 // One nested boot runs them all: Xen + dom0 from test/xen (dom0.ts builds the outer images,
@@ -16,6 +16,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Rootfs, writeCpioImage } from "../../agent/build/image.ts";
 import { buildOuterImages, type OuterImages } from "../xen/dom0.ts";
+import { OUTER_CPU, XEN_CMDLINE } from "../xen/harness.ts";
+import { memoryFor } from "../xen/run.ts";
 import { buildBaselineImages } from "./baseline/image.ts";
 import type { MeasureResult, Measurement, Values } from "./run.ts";
 import { rootfsSize } from "./rootfs.ts";
@@ -24,9 +26,6 @@ import { ROOT } from "../xenstore/harness.ts";
 
 type Kind = "ours" | "baseline";
 
-// The outer VM as test/xen/harness.ts boots it (Xen's command line and the QEMU CPU model in
-// bootBench are kept equal to its own, which it does not export).
-const XEN_CMDLINE = "console=com1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all noreboot";
 /** The whole serial console of the last run, for when a number looks wrong. */
 const CONSOLE_LOG = join(ROOT, "dist/bench-xen-console.log");
 const PANICS = [/Kernel panic/, /Initramfs unpacking failed/, /\(XEN\) Panic on CPU/, /Failed to execute \/init/];
@@ -107,7 +106,7 @@ async function bootBench(opts: {
     for (const f of [opts.outer.dom0Initramfs, headPath]) for await (const c of Bun.file(f).stream()) w.write(c);
     await w.end();
     const qemu = [
-      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max,-smap,-fsgsbase", "-m", "2048", "-smp", "2",
+      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", OUTER_CPU, "-m", "2048", "-smp", "2",
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
       "-kernel", opts.outer.xen, "-append", XEN_CMDLINE,
       "-initrd", `${opts.outer.dom0Kernel} console=hvc0 earlyprintk=xen,${initrd}`,
@@ -176,7 +175,7 @@ export const nestedXen: Measurement = {
       const outer = await buildOuterImages();
       const rounds = quick ? 1 : 3;
       const order = Array.from({ length: rounds }, () => "ours baseline").join(" ");
-      const bootMem = bootMemory();
+      const bootMem = memoryFor("ours")!;
       process.stderr.write(`    timed boots at STUBDOM_MEMORY=${bootMem} MiB (+16 MiB video) for both images\n`);
       const plan =
         `BOOT_MEM=${bootMem}\nBOOT_ORDER="${order}"\nAT144_KINDS="ours baseline"\n` +
@@ -199,14 +198,6 @@ export const nestedXen: Measurement = {
     return { values, missing, absent, samples };
   },
 };
-
-/** STUBDOM_MEMORY (MiB) for the timed boots: the same override as `make e2e-xen`. */
-function bootMemory(): number {
-  const raw = process.env.STUBDOM_MEMORY ?? "256";
-  const mib = Number(raw);
-  if (!Number.isInteger(mib) || mib < 64 || mib > 4096) throw new Error(`STUBDOM_MEMORY=${raw}: expected MiB, 64..4096`);
-  return mib;
-}
 
 const mib = (kib: number) => Number((kib / 1024).toFixed(1));
 

@@ -1,9 +1,9 @@
 // End to end on a real Xen 4.17 nested in QEMU TCG, driven by the real xl (issue 9).
-// The boot runs the baseline stub domain (test/bench/baseline): our images are checked by
-// `make e2e-xen`, a separate target (see the README of this directory for why).
+// Two boots: the baseline stub domain (test/bench/baseline), then ours (dist/, from make build)
+// with every check of REQUIRED.ours. `make test` runs this file alone, after the others.
 import { expect, test } from "vitest";
 import { bootNestedXen, parseConsole } from "./harness.ts";
-import { REQUIRED, failures, imagesFor, memoryFromEnv } from "./run.ts";
+import { REQUIRED, failures, imagesFor, memoryFor } from "./run.ts";
 
 test("console parser: results, times, CRLF from the Xen console, relayed stub panics are not the harness's", () => {
   const log = [
@@ -39,7 +39,7 @@ test(
   "baseline stub domain: xl create, QMP through the vchan, xl destroy leaves nothing",
   async () => {
     const images = await imagesFor("baseline");
-    const mem = memoryFromEnv();
+    const mem = memoryFor("baseline");
     const r = await bootNestedXen({ kind: "baseline", ...images, stubMemory: mem });
     const bad = failures("baseline", r);
     if (bad.length > 0) process.stdout.write(`----- nested Xen serial console -----\n${r.log}\n----- end -----\n`);
@@ -56,6 +56,28 @@ test(
     }
     expect(REQUIRED.baseline).toContain("nic-frames");
     expect(r.times["xl-create-ms"]).toBeGreaterThan(0);
+  },
+  30 * 60_000,
+);
+
+test(
+  "our stub domain: xl create, status, QMP through the vchan, NIC frames, crash -> on_crash destroy, clean destroy",
+  async () => {
+    const images = await imagesFor("ours");
+    const mem = memoryFor("ours");
+    const r = await bootNestedXen({ kind: "ours", ...images, stubMemory: mem });
+    const bad = failures("ours", r);
+    if (bad.length > 0) process.stdout.write(`----- nested Xen serial console -----\n${r.log}\n----- end -----\n`);
+    process.stdout.write(
+      `e2e-xen ours: STUBDOM_MEMORY=${mem} (libxl's default 128 does not fit our image yet); ` +
+        `xl create -> running ${r.times["xl-create-ms"]} ms; nested run ${r.wallMs} ms\n`,
+    );
+    // status-crash is printed, not asserted here: in dom0 under nested TCG the `status --watch`
+    // process (Bun, with its watch Worker) crashes or gets its events late, and missed the
+    // crash's 1 s window in 1 of 3 runs (test/xen/README.md, Known problems). `make e2e-xen`
+    // asserts it; crash-destroy, asserted here, proves the crash report reached Xen.
+    expect(bad.filter((b) => !b.startsWith("status-crash:"))).toEqual([]);
+    expect(r.results.map((x) => x.check)).toEqual(expect.arrayContaining(REQUIRED.ours));
   },
   30 * 60_000,
 );

@@ -50,7 +50,10 @@ const PANICS = [/Kernel panic/, /Initramfs unpacking failed/, /\(XEN\) Panic on 
 // asid=0: with ASIDs, dom0 programs segfaulted at random once the HVM guest ran (QEMU 7.2's TCG
 // TLB is not ASID-tagged); without them no corruption was seen. No guest_loglvl=all: the HVM
 // guest's debug output would interleave with dom0's result lines on the one serial console.
-const XEN_CMDLINE = "console=com1 asid=0 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all noreboot";
+/** asid=0: QEMU 7.2's TCG TLB is not tagged by ASID (README.md, Known problems). */
+export const XEN_CMDLINE = "console=com1 asid=0 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all noreboot";
+/** The outer CPU: SVM + NPT + SSE4.2; -smap because QEMU 7.2's TCG mishandles iretq with SMAP. */
+export const OUTER_CPU = "max,-smap,-fsgsbase";
 
 export function parseConsole(log: string): Pick<NestedXenRun, "results" | "times" | "info" | "done" | "abnormal"> {
   const results: E2EResult[] = [];
@@ -93,7 +96,7 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     ].join(" ");
     const timeoutS = Math.ceil((opts.timeoutMs ?? 420_000) / 1000);
     const qemu = [
-      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max,-smap,-fsgsbase", "-m", "2048", "-smp", "2",
+      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", OUTER_CPU, "-m", "2048", "-smp", "2",
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
       "-kernel", outer.xen, "-append", XEN_CMDLINE,
       // Multiboot modules are comma-separated; a module's command line follows its path.

@@ -4,7 +4,7 @@
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
-// default stub domain memory. --floor searches stubdomain_memory downwards in 8 MiB steps.
+// default stub domain memory; ours runs at OURS_STUBDOM_MEMORY unless told. --floor searches stubdomain_memory downwards in 8 MiB steps.
 // Exit status 0 only if every check required for those images passed.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,6 +45,18 @@ export function failures(kind: ImageKind, r: NestedXenRun): string[] {
   return out;
 }
 
+/**
+ * Our image does not boot at libxl's default (128 MiB + video) yet: the cpio and its squashfs
+ * copy do not fit at once while the kernel unpacks (README, Performance). This is the one place
+ * the end-to-end runs raise it, and every run prints the value it used.
+ */
+export const OURS_STUBDOM_MEMORY = 256;
+
+/** STUBDOM_MEMORY if set, else OURS_STUBDOM_MEMORY for ours and libxl's default for the baseline. */
+export function memoryFor(kind: ImageKind): number | undefined {
+  return memoryFromEnv() ?? (kind === "ours" ? OURS_STUBDOM_MEMORY : undefined);
+}
+
 export function memoryFromEnv(): number | undefined {
   const v = process.env.STUBDOM_MEMORY;
   if (v === undefined || v === "") return undefined;
@@ -68,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`memory floor ${kind}: ${r.floor ?? "none"} MiB`);
     return r.floor === undefined ? 1 : 0;
   }
-  const mem = memoryFromEnv();
+  const mem = memoryFor(kind);
   console.log(`e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"}`);
   const r = await bootNestedXen({ kind, ...images, stubMemory: mem, onLine: argv.includes("--verbose") ? (l) => console.log(l) : undefined });
   const logFile = arg("--log") ?? join(root, ".cache", "xen-e2e", `last-${kind}.log`);
