@@ -136,6 +136,42 @@ static int ask_pid1_to_power_off(void)
 	return 0;
 }
 
+/*
+ * JavaScriptCore settings for the agent, each unless the kernel command line set it: only the
+ * interpreter and the baseline JIT, compiling on the main thread. The agent waits on I/O and
+ * runs little JavaScript; without the optimizing tiers and their compiler threads it uses less
+ * memory and had no more JIT-thread aborts under nested Xen (README.md, Performance). bun:ffi
+ * needs a JIT, so it is not turned off entirely.
+ */
+static const char *const jsc_defaults[] = { "BUN_JSC_useDFGJIT=0", "BUN_JSC_useConcurrentJIT=0" };
+
+static int env_has(char **env, size_t n, const char *setting)
+{
+	size_t key = strcspn(setting, "=") + 1;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(env[i], setting, key) == 0)
+			return 1;
+	return 0;
+}
+
+/* The kernel passes at most 32 variables to init; the array has room for them and ours. */
+static char **agent_env(char **envp)
+{
+	static char *env[64];
+	const size_t ours = sizeof jsc_defaults / sizeof jsc_defaults[0];
+	size_t n = 0;
+	while (envp[n] && n < 63 - ours) {
+		env[n] = envp[n];
+		n++;
+	}
+	size_t kernel = n;
+	for (size_t i = 0; i < ours; i++)
+		if (!env_has(env, kernel, jsc_defaults[i]))
+			env[n++] = (char *)jsc_defaults[i];
+	env[n] = NULL;
+	return env;
+}
+
 int main(int argc, char **argv, char **envp)
 {
 	if (getpid() != 1 && argc > 0 && strcmp(basename(argv[0]), "poweroff") == 0)
@@ -151,7 +187,7 @@ int main(int argc, char **argv, char **envp)
 	load_modules();
 	mount_usr();
 	argv[0] = (char *)"stubdom-init";
-	execve(AGENT, argv, envp);
+	execve(AGENT, argv, agent_env(envp));
 	fail("execve ", AGENT);
 	return 1;
 }
