@@ -338,10 +338,17 @@ export const POLLIN = 0x1, POLLHUP = 0x10;
 
 /** poll(2) of one fd with a zero timeout: the revents now, never waiting. */
 export function pollNow(fd: number, events = POLLIN): number {
+  return pollFor(fd, 0, events);
+}
+
+/** poll(2) of one fd, blocking the calling thread up to `timeoutMs`: the revents (0 on timeout). */
+export function pollFor(fd: number, timeoutMs: number, events = POLLIN): number {
   const pfd = new Uint8Array(8); // struct pollfd {int fd; short events; short revents;}
   const dv = new DataView(pfd.buffer);
   dv.setInt32(0, fd, true);
   dv.setInt16(4, events, true);
-  check("poll", libc().poll(pfd, 1n, 0), String(fd));
+  const rc = Number(libc().poll(pfd, 1n, timeoutMs));
+  if (rc < 0 && errno() === 4) return 0; // EINTR: a signal; the caller's loop looks again
+  check("poll", rc, String(fd));
   return dv.getInt16(6, true);
 }

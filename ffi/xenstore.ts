@@ -17,7 +17,7 @@ import {
   XenStoreError,
   type XsPermission,
 } from "../agent/xenstore/types.ts";
-import { errno, errnoName, lazyLibrary } from "./libc.ts";
+import { errno, errnoName, lazyLibrary, pollFor } from "./libc.ts";
 
 const LIBXENSTORE = "libxenstore.so.4";
 /** What bun:ffi hands back for a `ptr` return. */
@@ -160,6 +160,12 @@ export interface OpenXenStoreOptions {
   path?: string;
   /** A watch listener threw. Default: one line on stderr. */
   onListenerError?: (error: unknown, event: WatchEvent) => void;
+  /**
+   * "worker" (default): events arrive on their own, a Worker waits for them. "caller": no
+   * Worker; events arrive only inside pumpWatches(), for a program whose whole job is waiting
+   * for them (`status --watch`), so that it runs no second thread of JavaScript.
+   */
+  watchWakeups?: "worker" | "caller";
 }
 
 export class FfiXenStore implements XenStoreAdmin {
@@ -169,8 +175,10 @@ export class FfiXenStore implements XenStoreAdmin {
   private readonly watches = new Map<string, [string, string]>();
   private readonly openTransactions = new Set<TxId>();
   private readonly onListenerError: (error: unknown, event: WatchEvent) => void;
+  private readonly wakeups: "worker" | "caller";
 
   constructor(opts: OpenXenStoreOptions = {}) {
+    this.wakeups = opts.watchWakeups ?? "worker";
     this.onListenerError = opts.onListenerError ?? ((error, event) => {
       process.stderr.write(`xenstore: watch listener failed on ${event.path} (${event.token}): ${String(error)}\n`);
     });
@@ -277,7 +285,7 @@ export class FfiXenStore implements XenStoreAdmin {
     const h = this.h("watch", path);
     if (!xs().xs_watch(h, cstr(path), cstr(token))) this.fail("watch", path);
     this.watches.set(`${path}\0${token}`, [path, token]);
-    if (!this.pump) {
+    if (!this.pump && this.wakeups === "worker") {
       // Only valid after the first xs_watch: the pipe the library thread signals through.
       const fd = xs().xs_fileno(h);
       if (fd < 0) this.fail("fileno", path);
@@ -293,6 +301,17 @@ export class FfiXenStore implements XenStoreAdmin {
   onWatch(listener: (event: WatchEvent) => void): () => void {
     this.listeners.add(listener);
     return () => void this.listeners.delete(listener);
+  }
+
+  pumpWatches(timeoutMs: number): number {
+    if (this.wakeups !== "caller") throw new Error("pumpWatches: this handle's watch events arrive on their own");
+    if (this.handle === null || this.watches.size === 0) return 0;
+    // The pipe the library thread signals through (valid once a watch exists): poll it, never
+    // read it (see the top of this file), and drain with xs_check_watch.
+    const fd = xs().xs_fileno(this.handle);
+    if (fd < 0) this.fail("fileno", "");
+    if (pollFor(fd, timeoutMs) === 0) return 0;
+    return this.drainWatches();
   }
 
   private drainWatches(): number {

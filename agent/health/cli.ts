@@ -51,9 +51,9 @@ export function renderFrame(frame: StatusFrame, json: boolean): string {
   return renderTable(frame.reports) + frame.notes.map((n) => `note: ${n}\n`).join("");
 }
 
-async function open(): Promise<XenStore> {
+async function open(watch: boolean): Promise<XenStore> {
   const { openXenStore } = await import("../../ffi/xenstore.ts");
-  return openXenStore();
+  return openXenStore({ watchWakeups: watch ? "caller" : "worker" });
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -64,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   let xs: XenStore;
   try {
-    xs = await open();
+    xs = await open(args.watch);
   } catch (e) {
     process.stderr.write(`stubdom-init status: cannot reach xenstore: ${escapeText((e as Error).message)}\n`);
     return 1;
@@ -88,10 +88,16 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(tty ? `\x1b[H\x1b[2J${text}` : args.json ? text : `${text}\n`);
       },
     });
-    await new Promise<void>((resolve) => {
-      process.once("SIGINT", () => resolve());
-      process.once("SIGTERM", () => resolve());
-    });
+    let stop = false;
+    process.once("SIGINT", () => void (stop = true));
+    process.once("SIGTERM", () => void (stop = true));
+    // Waiting for watch events is this command's whole job: wait in poll() here, in 100 ms
+    // slices between which the event loop runs the redraw timers and the signal handlers.
+    while (!stop) {
+      const events = xs.pumpWatches?.(100) ?? 0;
+      // After events, long enough for watchStatus's settle and minimum gap (5 + 25 ms).
+      await new Promise((resolve) => setTimeout(resolve, !xs.pumpWatches ? 100 : events > 0 ? 30 : 0));
+    }
     w.stop();
     return 0;
   } finally {

@@ -53,6 +53,11 @@ export interface XenStore {
   unwatch(path: string, token: string): void;
   /** Subscribe to watch events; returns an unsubscribe function. Never blocks the loop. */
   onWatch(listener: (event: WatchEvent) => void): () => void;
+  /**
+   * Only on a handle opened to deliver watch events when told (no background thread): waits up
+   * to `timeoutMs` for events, blocking the caller, and hands them to the listeners.
+   */
+  pumpWatches?(timeoutMs: number): number;
   close(): void;
 }
 

@@ -173,4 +173,22 @@ describe("FfiXenStore specifics", () => {
     const got = await ev;
     expect(got.map((e) => e.path)).toEqual(Array.from({ length: 200 }, (_, i) => `/ffi/burst/${i}`));
   });
+
+  it("watchWakeups caller: no Worker, events only inside pumpWatches, in order, none lost", () => {
+    const xs = track(openXenStore({ path: server.socket, watchWakeups: "caller" }));
+    const writer = track(openXenStore({ path: server.socket }));
+    const got: string[] = [];
+    xs.onWatch((e) => got.push(e.path));
+    expect(xs.pumpWatches(10)).toBe(0); // no watch yet: nothing to wait for
+    xs.watch("/ffi/pumped", "p");
+    expect(xs.pumpWatches(2000)).toBe(1); // the event every new watch fires at once
+    expect(got).toEqual(["/ffi/pumped"]);
+    for (let i = 0; i < 50; i++) writer.write(`/ffi/pumped/${i}`, "x");
+    const deadline = Date.now() + 10_000;
+    while (got.length < 51 && Date.now() < deadline) xs.pumpWatches(200);
+    expect(got.slice(1)).toEqual(Array.from({ length: 50 }, (_, i) => `/ffi/pumped/${i}`));
+    expect(xs.pumpWatches(50)).toBe(0); // quiet: the wait times out
+    const worker = track(openXenStore({ path: server.socket }));
+    expect(() => worker.pumpWatches(0)).toThrow(/arrive on their own/);
+  });
 });
