@@ -118,8 +118,13 @@ static void mount_usr(void)
 	if (ioctl(loop, LOOP_SET_FD, img) != 0)
 		fail("ioctl LOOP_SET_FD ", dev);
 	close(img);
+	/*
+	 * The kernel sizes each file before writing it, so a squashfs it ran out of memory to unpack
+	 * has its full length and a zero tail: squashfs then says only EINVAL.
+	 */
 	if (mount(dev, "/usr", "squashfs", MS_RDONLY | MS_NODEV, NULL) != 0)
-		fail("mount squashfs on ", "/usr");
+		fail("mount squashfs on ", "/usr (after \"Initramfs unpacking failed\" from the kernel, the stub "
+		     "domain has too little memory: raise stubdomain_memory)");
 	close(loop);
 }
 

@@ -45,18 +45,19 @@ echo "E2E TIME xl-create-ms $(( $(ms) - t0 ))"
 sed 's/^/XL| /' /e2e/xl-create.log
 
 # Under nested TCG every dom0 program crashes now and then once the HVM guest runs (README.md,
-# Known problems: busybox, xl, ld.so; a Bun process more often than most). A status run killed by
-# a signal is therefore retried, at most 3 times, and every retry is printed: a wrong answer or
-# an error exit is never retried.
+# Known problems: busybox, xl, ld.so; a Bun process more often than most, up to 3 times in a
+# row). A status run killed by a signal is therefore retried, at most 10 times a second apart,
+# and every retry is printed: a wrong answer or an error exit is never retried.
 # The JavaScriptCore settings stage 0 gives the agent in the stub domain.
 export BUN_JSC_useDFGJIT=0 BUN_JSC_useConcurrentJIT=0
 status_once() {
   out=$1; shift
-  for try in 1 2 3; do
+  for try in 1 2 3 4 5 6 7 8 9 10; do
     timeout 60 stubdom-init status "$@" > "$out" 2>&1; rc=$?
     if [ $rc -lt 128 ] || [ $rc = 137 ]; then return $rc; fi
     echo "E2E INFO status-retry 'stubdom-init status $*' died by signal $((rc - 128)) (try $try)"
     sed 's/^/STATUS| /' "$out"
+    sleep 1
   done
   return $rc
 }
