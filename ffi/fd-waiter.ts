@@ -1,10 +1,11 @@
 // Waiting for an fd to become readable without handing it to Bun's own poller. Bun.file(fd)
 // .stream() registers the fd number with Bun's epoll and tears that down asynchronously; for an
 // fd that a C library closes and whose number the next open reuses (libxenvchan's event channel,
-// one per QMP client), a late teardown of the old stream removes the new one's registration and
-// the new client is never heard. So one Worker poll()s whichever fd it is told, and posts back
-// when it is readable; poll() keeps no state between calls, and a stale wake-up is harmless
-// because the caller reads without blocking.
+// one per QMP client), a late teardown of the old stream can remove the new one's registration,
+// and the new client is never heard: the likely cause of the second QMP client that hung under
+// nested Xen (a socket stand-in did not reproduce it). So one Worker poll()s whichever fd it is
+// told, and posts back when it is readable; poll() keeps no state between calls, and a stale
+// wake-up is harmless because the caller reads without blocking.
 // ctl[0]: the fd to wait on (-1: none); ctl[1]: stop; ctl[2]: generation of the current wait.
 const workerSource = `
 import { dlopen, FFIType } from "bun:ffi";
