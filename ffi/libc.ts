@@ -191,14 +191,7 @@ export function write(fd: number, data: Uint8Array): number {
   return check("write", libc().write(fd, data, BigInt(data.length)), String(fd));
 }
 
-/** A connected pair of UNIX stream sockets (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC). */
-export function socketPair(): [number, number] {
-  const fds = new Int32Array(2);
-  check("socketpair", libc().socketpair(1, 1 | 0o2000000, 0, fds));
-  return [fds[0]!, fds[1]!];
-}
-
-const EAGAIN = 11;
+const EINTR = 4, EAGAIN = 11;
 /** Up to `max` bytes from a non-blocking fd; null when nothing is there (EAGAIN). */
 export function readNow(fd: number, max: number): Uint8Array | null {
   const buf = new Uint8Array(max);
@@ -224,6 +217,13 @@ export function makeRaw(fd: number, subject: string): void {
 }
 
 const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
+
+/** A connected pair of UNIX stream sockets. */
+export function socketPair(): [number, number] {
+  const fds = new Int32Array(2);
+  check("socketpair", libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  return [fds[0]!, fds[1]!];
+}
 
 function sockaddrUn(path: string): Uint8Array {
   const name = enc.encode(path);
@@ -348,7 +348,7 @@ export function pollFor(fd: number, timeoutMs: number, events = POLLIN): number 
   dv.setInt32(0, fd, true);
   dv.setInt16(4, events, true);
   const rc = Number(libc().poll(pfd, 1n, timeoutMs));
-  if (rc < 0 && errno() === 4) return 0; // EINTR: a signal; the caller's loop looks again
+  if (rc < 0 && errno() === EINTR) return 0; // a signal: the caller's loop looks again
   check("poll", rc, String(fd));
   return dv.getInt16(6, true);
 }

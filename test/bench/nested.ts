@@ -3,8 +3,9 @@
 // memory floor and MemAvailable at 144 MiB, plus the baseline image's sizes.
 //
 // The timed boots run both images at one stub domain memory, BOOT_MEM (STUBDOM_MEMORY, else
-// test/xen/run.ts OURS_STUBDOM_MEMORY, printed), because ours does not boot at libxl's default yet; one more boot of each at
-// the default (128 + 16 MiB video) measures MemAvailable there, or records that it did not boot.
+// test/xen/run.ts OURS_STUBDOM_MEMORY, printed), because ours does not boot at libxl's default
+// yet; one more boot of each at the default (128 + 16 MiB video) measures MemAvailable there,
+// or records that it did not boot.
 //
 // One nested boot runs them all: Xen + dom0 from test/xen (dom0.ts builds the outer images,
 // dom0-init.sh brings up the toolstack), with test/bench/xen-dom0.sh in place of the dom0 test
