@@ -9,7 +9,7 @@ import { z } from "zod";
 import { PR_SET_CHILD_SUBREAPER, prctl, sync } from "../../ffi/libc.ts";
 import { createLogger, stderrSink, uptimeClock, type Level } from "../log.ts";
 import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
-import { Supervisor, type QemuPlan } from "./supervisor.ts";
+import { REAP_SWEEP_MS, Supervisor, type QemuPlan } from "./supervisor.ts";
 import { processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const PlanSchema = z.strictObject({
@@ -23,6 +23,7 @@ const PlanSchema = z.strictObject({
   saveConsole: z.boolean().default(false),
   qmpTimeoutMs: z.number().int().min(1).max(600_000).default(20_000),
   probeMs: z.number().int().min(0).max(3_600_000).default(0),
+  reapSweepMs: z.number().int().min(0).max(3_600_000).default(REAP_SWEEP_MS),
   deadlines: z
     .strictObject({ quitting: z.number().int().min(1), terminating: z.number().int().min(1), killing: z.number().int().min(1) })
     .optional(),

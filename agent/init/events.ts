@@ -7,7 +7,9 @@ import type { QemuEvent } from "../qemu/lifecycle.ts";
 import type { ExitStatus } from "./processes.ts";
 
 export type AgentEvent =
-  | { kind: "signal"; signal: "SIGTERM" | "SIGINT" | "SIGHUP" | "SIGCHLD" }
+  | { kind: "signal"; signal: "SIGTERM" | "SIGINT" | "SIGHUP" }
+  /** Time to look for exited orphans: SIGCHLD arrived, or the periodic sweep (reaper.ts). */
+  | { kind: "reap"; trigger: "SIGCHLD" | "sweep" }
   | { kind: "qemu"; event: QemuEvent; detail?: string; exit?: ExitStatus; generation?: number }
   | { kind: "qmp"; event: QmpEvent }
   /** A watch fired (token says whose); the path is only a hint: read the value again. */
@@ -55,6 +57,19 @@ export class EventQueue {
     this.items.push(e);
     this.wake?.();
     this.wake = undefined;
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  /**
+   * Pushes a reap request unless one with the same trigger is still waiting: one reaper pass
+   * handles every child that exited before it, so a burst of 1,000 SIGCHLDs costs one entry.
+   */
+  pushReap(trigger: "SIGCHLD" | "sweep"): void {
+    if (this.items.some((q) => q.kind === "reap" && q.trigger === trigger)) return;
+    this.push({ kind: "reap", trigger });
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<AgentEvent> {

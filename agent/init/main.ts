@@ -28,7 +28,7 @@ import { realPowerButtonSys, watchPowerButtons } from "./power-button.ts";
 import type { Machine, PowerOffReason } from "./platform.ts";
 import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
 import { realSetupSys } from "./setup-sys.ts";
-import { MONITORS, Supervisor, type QemuPlan, type SupervisorDeps } from "./supervisor.ts";
+import { MONITORS, REAP_SWEEP_MS, Supervisor, type QemuPlan, type SupervisorDeps } from "./supervisor.ts";
 import { findVirtioPort } from "./virtio.ts";
 import { vchanServer } from "../../ffi/vchan.ts";
 import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
@@ -180,6 +180,7 @@ async function bootStubdom(
     saveConsole: config.consoles.save,
     qmpTimeoutMs: 20_000,
     probeMs: options.healthInterval * 1000,
+    reapSweepMs: REAP_SWEEP_MS,
   };
   const deps = realSupervisorDeps({
     log,

@@ -1,8 +1,14 @@
 // Reaping orphans as PID 1 (or as a subreaper) without ever taking the status of a child
-// that Bun spawned: a plain waitpid(-1) races with Bun's own wait4 and makes its `exited`
-// reject with ECHILD (bun-as-pid1.md). So peek first (WNOWAIT), and reap by pid only what is
-// not ours. A zombie of ours stays first in the kernel's list until Bun reaps it, hiding any
-// orphan behind it; then a /proc scan finds the others.
+// that Bun spawned. What Bun 1.4 does (src/bun.js/api/bun/process.zig, checked with strace):
+// it only ever calls wait4(<its own pid>, WNOHANG), either when that child's pidfd turns
+// readable in its event loop or, where pidfd_open fails with ENOSYS (Linux < 5.3, gVisor; or
+// BUN_FEATURE_FLAG_FORCE_WAITER_THREAD), from its "Waitpid" thread, which then installs its own
+// SIGCHLD handler over the one process.on("SIGCHLD") installed: our listener goes silent, hence
+// the supervisor's periodic sweep. Bun never waits for -1, so QEMU's status is only at risk
+// from us: a plain waitpid(-1) here would race with Bun's wait4 and make `exited` reject with
+// ECHILD. So peek first (WNOWAIT), and reap by pid only what is not ours. A zombie of ours
+// stays first in the kernel's list until Bun reaps it, hiding any orphan behind it; then a
+// /proc scan finds the others.
 import { readdirSync, readFileSync } from "node:fs";
 import type { ChildExit } from "../../ffi/libc.ts";
 

@@ -37,6 +37,11 @@ export interface QemuPlan {
   readonly qmpTimeoutMs: number;
   /** query-status period for the health report; 0 = no probe. */
   readonly probeMs: number;
+  /**
+   * Period of the orphan sweep that does not wait for SIGCHLD (0 = none): when pidfd_open is
+   * unavailable, Bun's waitpid thread installs its own SIGCHLD handler over ours (reaper.ts).
+   */
+  readonly reapSweepMs: number;
 }
 
 export interface SupervisorDeps {
@@ -61,6 +66,8 @@ export interface SupervisorDeps {
 }
 
 const STDERR_DRAIN_MS = 1000;
+/** The orphan sweep's period: a zombie costs a pid and a task struct, not memory to speak of. */
+export const REAP_SWEEP_MS = 5000;
 const EXIT_GRACE_MS = 200;
 
 export const MONITORS = { agent: "qmp-agent", relay: "qmp-relay" } as const;
@@ -108,6 +115,7 @@ export class Supervisor {
 
   /** Starts QEMU and handles events until power-off. Never returns while supervising. */
   async run(): Promise<void> {
+    if (this.plan.reapSweepMs > 0) this.sweep = setInterval(() => this.queue.pushReap("sweep"), this.plan.reapSweepMs);
     this.queue.push({ kind: "qemu", event: "start" });
     for await (const ev of this.queue) {
       try {
@@ -120,12 +128,11 @@ export class Supervisor {
 
   private async handle(ev: AgentEvent): Promise<void> {
     switch (ev.kind) {
+      case "reap":
+        this.reap(ev.trigger);
+        return;
       case "signal":
-        if (ev.signal === "SIGCHLD") {
-          const n = this.deps.reapOrphans();
-          this.orphansReaped += n;
-          if (n > 0) this.deps.log.debug(`reaped ${n} orphan(s)`);
-        } else if (ev.signal === "SIGHUP") {
+        if (ev.signal === "SIGHUP") {
           this.deps.log.info("SIGHUP ignored");
         } else {
           this.deps.log.info(`${ev.signal}: stopping QEMU and powering off`);
@@ -211,6 +218,29 @@ export class Supervisor {
         return this.fatal("QEMU survived SIGKILL");
       case "impossible":
         return this.fatal(`impossible QEMU event ${cell}`);
+    }
+  }
+
+  private sweep: ReturnType<typeof setInterval> | undefined;
+  private sigchldSeen = false;
+  private sweepWarned = false;
+
+  private reap(trigger: "SIGCHLD" | "sweep"): void {
+    if (trigger === "SIGCHLD") this.sigchldSeen = true;
+    let n: number;
+    try {
+      n = this.deps.reapOrphans();
+    } catch (e) {
+      this.reportError(`orphan reaper: ${(e as Error).message}`);
+      return;
+    }
+    this.orphansReaped += n;
+    if (n === 0) return;
+    if (trigger === "sweep" && !this.sigchldSeen && !this.sweepWarned) {
+      this.sweepWarned = true;
+      this.deps.log.warn(`the sweep reaped ${n} orphan(s) and no SIGCHLD has reached the agent: orphans are reaped every ${this.plan.reapSweepMs} ms`);
+    } else {
+      this.deps.log.debug(`reaped ${n} orphan(s) (${trigger})`);
     }
   }
 
@@ -382,6 +412,7 @@ export class Supervisor {
 
   private powerOff(reason: PowerOffReason): void {
     clearTimeout(this.deadline);
+    clearInterval(this.sweep);
     this.stopProbe();
     this.deps.health.flush();
     this.deps.log.info(`powering off (${reason}); ${this.orphansReaped} orphan(s) reaped in total`);

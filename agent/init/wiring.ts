@@ -70,9 +70,10 @@ export function realSupervisorDeps(o: RealDepsOptions): SupervisorDeps {
  * error the loop cannot place goes to the fatal path.
  */
 export function supervise(sup: Supervisor): Promise<void> {
-  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP", "SIGCHLD"] as const) {
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     process.on(signal, () => sup.queue.push({ kind: "signal", signal }));
   }
+  process.on("SIGCHLD", () => sup.queue.pushReap("SIGCHLD"));
   process.on("uncaughtException", (e) => sup.queue.push({ kind: "fatal", reason: `uncaught exception: ${e.stack ?? e}` }));
   process.on("unhandledRejection", (e) =>
     sup.queue.push({ kind: "fatal", reason: `unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}` }),

@@ -8,7 +8,7 @@
 // Usage: bun test/bench/stub-host.ts --xenstore SOCKET --domid S --guest G --run-dir DIR
 import { parseArgs } from "node:util";
 import { EXIT_CODES } from "../../agent/init/cli.ts";
-import { Supervisor } from "../../agent/init/supervisor.ts";
+import { REAP_SWEEP_MS, Supervisor } from "../../agent/init/supervisor.ts";
 import { realSupervisorDeps, supervise } from "../../agent/init/wiring.ts";
 import { createHealthWriter } from "../../agent/health/writer.ts";
 import { createLogger, stderrSink, uptimeClock } from "../../agent/log.ts";
@@ -69,5 +69,6 @@ const plan = {
   saveConsole: false,
   qmpTimeoutMs: 20_000,
   probeMs: intervalMs,
+  reapSweepMs: REAP_SWEEP_MS,
 };
 await supervise(new Supervisor(plan, deps));

@@ -8,7 +8,8 @@
 //   --mode refuse     accept connections but never greet
 //   --mode die-on-qmp exit with --code as soon as the monitor is spoken to (dies mid-setup)
 //   --mode flood      write --lines stderr lines as fast as possible, then crash with 5 more
-//   --mode orphans    orphan --count grandchildren (sleep 0.3), then exit --code after --after ms
+//   --mode orphans    orphan --count grandchildren in --bursts bursts (each burst exits together
+//                     once orphaned), then exit --code after --after ms
 import net from "node:net";
 
 const args = process.argv.slice(2);
@@ -100,12 +101,22 @@ async function main(): Promise<void> {
   }
   if (mode === "orphans") {
     const count = Number(opt("count", "100"));
-    // sh backgrounds the sleeps and exits at once, so they are orphaned to the agent.
-    const sh = Bun.spawn(["/bin/sh", "-c", `i=0; while [ $i -lt ${count} ]; do sleep 0.3 & i=$((i+1)); done`], {
-      stdio: ["ignore", "inherit", "inherit"],
-    });
-    await sh.exited;
-    process.stderr.write(`fake-qemu: orphaned ${count} grandchildren\n`);
+    const bursts = Number(opt("bursts", "1"));
+    let made = 0;
+    for (let b = 0; b < bursts; b++) {
+      const n = Math.floor(count / bursts) + (b < count % bursts ? 1 : 0);
+      // Each grandchild is forked by a subshell that exits at once, so it is an orphan from
+      // its first moment and sh can never reap it; it blocks reading fd 3 until we close the
+      // other end, so a whole burst exits together, after every one of them was orphaned.
+      const sh = Bun.spawn(
+        ["/bin/sh", "-c", `exec 3<&0 0</dev/null; i=0; while [ $i -lt ${n} ]; do ( read x <&3 & ); i=$((i+1)); done`],
+        { stdin: "pipe", stdout: "inherit", stderr: "inherit" },
+      );
+      await sh.exited;
+      await sh.stdin.end();
+      made += n;
+    }
+    process.stderr.write(`fake-qemu: orphaned ${made} grandchildren\n`);
     await Bun.sleep(after);
     process.exit(code);
   }

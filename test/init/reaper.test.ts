@@ -1,6 +1,7 @@
 import { expect, test } from "vitest";
 import type { ChildExit } from "../../ffi/libc.ts";
 import { reapOrphans, type ReapSys } from "../../agent/init/reaper.ts";
+import { EventQueue } from "../../agent/init/events.ts";
 
 // A kernel's view of our exited children, in the order waitid(P_ALL) would return them.
 function fakeSys(zombies: number[]): ReapSys & { zombies: number[]; reaped: number[] } {
@@ -34,4 +35,14 @@ test("reaps orphans but never a child Bun spawned, even when it hides the others
 test("nothing to do when there are no exited children", () => {
   const sys = fakeSys([]);
   expect(reapOrphans(sys, () => false)).toBe(0);
+});
+
+test("a burst of SIGCHLDs waits in the loop's queue as one reap request per trigger", () => {
+  const q = new EventQueue();
+  for (let i = 0; i < 1000; i++) q.pushReap("SIGCHLD");
+  q.pushReap("sweep");
+  q.pushReap("sweep");
+  q.push({ kind: "signal", signal: "SIGTERM" });
+  q.pushReap("SIGCHLD");
+  expect(q.size).toBe(3);
 });
