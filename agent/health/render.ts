@@ -50,13 +50,16 @@ function qemuCell(r: StubReport): string {
   });
 }
 
-const MEMORY_KEYS = ["mem_available_kib", "mem_total_kib", "agent_rss_kib", "qemu_rss_kib"] as const;
+const MEMORY_KEYS = [
+  "mem_available_kib", "mem_total_kib", "agent_rss_kib", "qemu_rss_kib", "agent_rss_anon_kib", "qemu_rss_anon_kib",
+] as const;
 
+/** "avail/total rss agent+qemu anon agent+qemu" (MiB): anonymous memory is what grows if a process leaks. */
 function memoryCell(r: StubReport): string {
   const f = r.fields;
   if (MEMORY_KEYS.every((k) => f[k] === undefined)) return "-";
-  const [avail, total, agent, qemu] = MEMORY_KEYS.map((k) => (f[k]?.state === "invalid" ? "invalid" : mib(ok(f[k]))));
-  return `${avail}/${total} rss ${agent}+${qemu}`;
+  const [avail, total, agent, qemu, agentAnon, qemuAnon] = MEMORY_KEYS.map((k) => (f[k]?.state === "invalid" ? "invalid" : mib(ok(f[k]))));
+  return `${avail}/${total} rss ${agent}+${qemu} anon ${agentAnon}+${qemuAnon}`;
 }
 
 const nicCell = (r: StubReport) =>

@@ -151,6 +151,8 @@ export const KEYS = {
   mem_available_kib: num(),
   agent_rss_kib: num(),
   qemu_rss_kib: num(),
+  agent_rss_anon_kib: num(),
+  qemu_rss_anon_kib: num(),
 } as const;
 
 export type HealthKey = keyof typeof KEYS;

@@ -12,7 +12,7 @@
 import type { Clock, Logger } from "../log.ts";
 import { transaction } from "../xenstore/transaction.ts";
 import { XenStoreError, type TxId, type XenStore } from "../xenstore/types.ts";
-import { procMemory, procRssKib, type MemInfo } from "./proc.ts";
+import { procMemory, procRss, type MemInfo, type ProcRss } from "./proc.ts";
 import {
   BOOT_PHASE_NAME,
   CONTROL_CHARS,
@@ -34,8 +34,8 @@ import {
 /** Where the heartbeat's samples come from; each may fail or return undefined. */
 export interface HealthSources {
   memory(): MemInfo | undefined;
-  agentRssKib(): number | undefined;
-  qemuRssKib(pid: number): number | undefined;
+  agentRss(): ProcRss | undefined;
+  qemuRss(pid: number): ProcRss | undefined;
   /**
    * Link state and counters per NIC pair, at most MAX_NICS reported. Netlink answers
    * asynchronously, so a promise is accepted; one that takes longer than a second (or half
@@ -46,8 +46,8 @@ export interface HealthSources {
 
 export const procSources: HealthSources = {
   memory: () => procMemory(),
-  agentRssKib: () => procRssKib("self"),
-  qemuRssKib: (pid) => procRssKib(pid),
+  agentRss: () => procRss("self"),
+  qemuRss: (pid) => procRss(pid),
   nics: () => [],
 };
 
@@ -200,11 +200,13 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
     const mem = sample("memory", sources.memory);
     rec.mem_total_kib = mem && isCount(mem.totalKib) ? mem.totalKib : undefined;
     rec.mem_available_kib = mem && isCount(mem.availableKib) ? mem.availableKib : undefined;
-    const rss = sample("agent RSS", sources.agentRssKib);
-    rec.agent_rss_kib = isCount(rss) ? rss : undefined;
+    const rss = sample("agent RSS", sources.agentRss);
+    rec.agent_rss_kib = rss && isCount(rss.rssKib) ? rss.rssKib : undefined;
+    rec.agent_rss_anon_kib = rss && isCount(rss.anonKib) ? rss.anonKib : undefined;
     const pid = rec.qemu_pid;
-    const qrss = qemuAlive && pid !== undefined ? sample("QEMU RSS", () => sources.qemuRssKib(pid)) : undefined;
-    rec.qemu_rss_kib = isCount(qrss) ? qrss : undefined;
+    const qrss = qemuAlive && pid !== undefined ? sample("QEMU RSS", () => sources.qemuRss(pid)) : undefined;
+    rec.qemu_rss_kib = qrss && isCount(qrss.rssKib) ? qrss.rssKib : undefined;
+    rec.qemu_rss_anon_kib = qrss && isCount(qrss.anonKib) ? qrss.anonKib : undefined;
   };
 
   const setNics = (nics: NicHealth[]) => {
@@ -356,6 +358,7 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
         rec.qmp_status = undefined;
         rec.qmp_at_ms = undefined;
         rec.qemu_rss_kib = undefined;
+        rec.qemu_rss_anon_kib = undefined;
         urgent();
       });
     },

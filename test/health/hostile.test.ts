@@ -23,8 +23,8 @@ async function healthy() {
     every: manualTimer().every,
     sources: {
       memory: () => ({ totalKib: 100_000, availableKib: 50_000 }),
-      agentRssKib: () => 30_000,
-      qemuRssKib: () => 20_000,
+      agentRss: () => ({ rssKib: 30_000, anonKib: 12_288 }),
+      qemuRss: () => ({ rssKib: 20_000, anonKib: 11_264 }),
       nics: () => [
         { name: "eth0", link: "up", rx_packets: 1, rx_bytes: 2, rx_dropped: 0, tx_packets: 3, tx_bytes: 4, tx_dropped: 0, spoofed_dropped: 0 },
       ],

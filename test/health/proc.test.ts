@@ -1,5 +1,5 @@
 import { expect, test } from "vitest";
-import { parseMeminfo, parseStatusRss, procMemory, procRssKib } from "../../agent/health/proc.ts";
+import { parseMeminfo, parseStatusRss, procMemory, procRss } from "../../agent/health/proc.ts";
 import { procSources } from "../../agent/health/writer.ts";
 
 const MEMINFO = `MemTotal:         118204 kB
@@ -14,8 +14,12 @@ test("meminfo: MemTotal and MemAvailable, or nothing when one is missing", () =>
   expect(parseMeminfo("MemTotal: x kB\nMemAvailable: 3 kB\n")).toBeUndefined();
 });
 
-test("status: VmRSS, absent for a zombie", () => {
-  expect(parseStatusRss("Name:\tqemu\nVmRSS:\t   27312 kB\nThreads: 4\n")).toBe(27312);
+test("status: VmRSS and RssAnon, absent for a zombie", () => {
+  expect(parseStatusRss("Name:\tqemu\nVmRSS:\t   27312 kB\nRssAnon:\t   11020 kB\nRssFile:\t   16292 kB\nThreads: 4\n")).toEqual({
+    rssKib: 27312,
+    anonKib: 11020,
+  });
+  expect(parseStatusRss("Name:\tqemu\nVmRSS:\t   27312 kB\n")).toBeUndefined();
   expect(parseStatusRss("Name:\tqemu\nState:\tZ (zombie)\n")).toBeUndefined();
 });
 
@@ -24,8 +28,10 @@ test("the /proc sources read this machine's real files", () => {
   expect(mem?.totalKib).toBeGreaterThan(0);
   expect(mem?.availableKib).toBeGreaterThan(0);
   expect(mem!.availableKib).toBeLessThanOrEqual(mem!.totalKib);
-  const self = procSources.agentRssKib();
-  expect(self).toBeGreaterThan(1000);
-  expect(procRssKib(process.pid)).toBeGreaterThan(1000);
-  expect(procSources.qemuRssKib(2 ** 22 + 1)).toBeUndefined(); // no such pid
+  const self = procSources.agentRss();
+  expect(self?.rssKib).toBeGreaterThan(1000);
+  expect(self?.anonKib).toBeGreaterThan(100);
+  expect(self!.anonKib).toBeLessThan(self!.rssKib);
+  expect(procRss(process.pid)?.rssKib).toBeGreaterThan(1000);
+  expect(procSources.qemuRss(2 ** 22 + 1)).toBeUndefined(); // no such pid
 });

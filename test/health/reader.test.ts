@@ -23,8 +23,8 @@ function world() {
     intervalMs: INTERVAL,
     sources: {
       memory: () => ({ totalKib: 118_204, availableKib: 61_032 }),
-      agentRssKib: () => 31_744,
-      qemuRssKib: () => 27_648,
+      agentRss: () => ({ rssKib: 31_744, anonKib: 12_288 }),
+      qemuRss: () => ({ rssKib: 27_648, anonKib: 11_264 }),
       nics: () => [
         {
           name: "eth0",
@@ -84,7 +84,7 @@ describe("reader", () => {
     expect(r.reasons).toEqual([]);
     const table = renderTable([r]);
     expect(table.split("\n")[0]).toMatch(/^STUBDOM +GUEST +HEALTH +PHASE +UPTIME +QEMU +MEMORY/);
-    expect(table).toMatch(/^5 +4 +ok +running 1m00s +1m02s +312 running +59\.6M\/115\.4M rss 31\.0M\+27\.0M +eth0 up +-$/m);
+    expect(table).toMatch(/^5 +4 +ok +running 1m00s +1m02s +312 running +59\.6M\/115\.4M rss 31\.0M\+27\.0M anon 12\.0M\+11\.0M +eth0 up +-$/m);
     expect(table).toContain("nic0 eth0<->vif4.0-emu up: rx 1021 pkts 1.2 MiB 0 dropped, tx 998 pkts 79.1 KiB 2 dropped, 3 spoofed dropped");
     const json = JSON.parse(renderJson([r]));
     expect(json[0]).toMatchObject({

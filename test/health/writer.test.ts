@@ -40,8 +40,8 @@ const nic = (i: number, over: Partial<NicHealth> = {}): NicHealth => ({
 
 const sources = (over: Partial<HealthSources> = {}): Partial<HealthSources> => ({
   memory: () => ({ totalKib: 120_000, availableKib: 60_000 }),
-  agentRssKib: () => 31_000,
-  qemuRssKib: () => 27_000,
+  agentRss: () => ({ rssKib: 31_000, anonKib: 12_000 }),
+  qemuRss: () => ({ rssKib: 27_000, anonKib: 11_000 }),
   nics: () => [nic(0)],
   ...over,
 });
@@ -100,7 +100,9 @@ describe("health writer", () => {
     expect(t.read("agent_overhead_ms")).toBe("640");
     expect(t.read("mem_available_kib")).toBe("60000");
     expect(t.read("agent_rss_kib")).toBe("31000");
+    expect(t.read("agent_rss_anon_kib")).toBe("12000");
     expect(t.has("qemu_rss_kib")).toBe(false); // QEMU has exited
+    expect(t.has("qemu_rss_anon_kib")).toBe(false);
     expect(t.read("exit_code")).toBe("1");
     expect(t.read("exit_stderr").endsWith("line 399")).toBe(true);
     expect(JSON.parse(t.read("nic/0"))).toEqual(nic(0));
