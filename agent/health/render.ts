@@ -103,8 +103,8 @@ function details(r: StubReport): string[] {
   return out;
 }
 
-const HEADER = ["STUBDOM", "GUEST", "HEALTH", "PHASE", "UPTIME", "QEMU", "MEMORY avail/total rss agent+qemu", "NICS", "LAST ERROR"];
-const MAX_CELL = [7, 5, 11, 24, 8, 28, 40, 32, 40];
+const HEADER = ["STUBDOM", "GUEST", "HEALTH", "PHASE", "UPTIME", "QEMU", "MEMORY avail/total rss|anon agent+qemu", "NICS", "LAST ERROR"];
+const MAX_CELL = [7, 5, 11, 24, 8, 28, 52, 32, 40];
 
 export function renderTable(reports: StubReport[]): string {
   if (reports.length === 0) return "no stub domains found\n";

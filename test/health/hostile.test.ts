@@ -188,7 +188,7 @@ const cases: Case[] = [
   {
     name: "missing optional keys",
     tamper: (xs) => {
-      for (const k of ["qemu_pid", "mem_total_kib", "mem_available_kib", "agent_rss_kib", "qemu_rss_kib", "nic"]) xs.rm(`${BASE}/${k}`);
+      for (const k of ["qemu_pid", "mem_total_kib", "mem_available_kib", "agent_rss_kib", "qemu_rss_kib", "agent_rss_anon_kib", "qemu_rss_anon_kib", "nic"]) xs.rm(`${BASE}/${k}`);
     },
     health: "ok",
     shows: [/^5 +4 +ok +running 0\.0s +1\.0s +- +- +- +-$/m],
