@@ -26,6 +26,7 @@ const symbols = {
   write: { args: [i32, p, u64], returns: i64 },
   read: { args: [i32, p, u64], returns: i64 },
   fcntl: { args: [i32, i32, i64], returns: i32 },
+  dup3: { args: [i32, i32, i32], returns: i32 },
   tcgetattr: { args: [i32, p], returns: i32 },
   tcsetattr: { args: [i32, i32, p], returns: i32 },
   cfmakeraw: { args: [p], returns: none },
@@ -200,6 +201,17 @@ export function readNow(fd: number, max: number): Uint8Array | null {
   const e = errno();
   if (e === EAGAIN) return null;
   throw new SysError("read", e, String(fd));
+}
+
+const F_DUPFD_CLOEXEC = 1030;
+/** A new fd (close-on-exec, lowest free number ≥ 3) on the same open file, owned by the caller. */
+export function dupCloexec(fd: number): number {
+  return check("fcntl F_DUPFD_CLOEXEC", libc().fcntl(fd, F_DUPFD_CLOEXEC, 3n), String(fd));
+}
+
+/** Makes `target` a close-on-exec duplicate of `fd` (dup3), closing what `target` was. */
+export function dup2Cloexec(fd: number, target: number): void {
+  check("dup3", libc().dup3(fd, target, O.CLOEXEC), `${fd} -> ${target}`);
 }
 
 const F_GETFL = 3, F_SETFL = 4;

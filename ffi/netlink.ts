@@ -240,12 +240,9 @@ export class Rtnetlink implements Netlink {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // The read loops own their sockets and close them once Bun's poller let go (readloop.ts).
     this.stopReq();
-    c().close(this.fd);
-    if (this.events) {
-      this.events.stop();
-      c().close(this.events.fd);
-    }
+    this.events?.stop();
     this.rejectAll(new Error("netlink: socket closed"));
   }
 }

@@ -161,8 +161,9 @@ export function openPacketPort(name: string, filter: BpfInsn[], opts: { split?: 
     close(): void {
       if (closed) return;
       closed = true;
-      stop?.();
-      c().close(fd);
+      // A read loop owns the fd once started and closes it when Bun's poller let go.
+      if (stop) stop();
+      else c().close(fd);
     },
   };
 }
@@ -191,8 +192,9 @@ export function openTapAsQemu(name: string): TapHandle {
     close(): void {
       if (closed) return;
       closed = true;
-      stop?.();
-      c().close(fd);
+      // A read loop owns the fd once started and closes it when Bun's poller let go.
+      if (stop) stop();
+      else c().close(fd);
     },
   };
 }

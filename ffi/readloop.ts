@@ -5,13 +5,26 @@
 // Those reports never come twice without a change in between (the link goes down again, the
 // queue overflows again), so they never end the loop. Other errors five times in a row without
 // data in between mean the fd itself is broken: give up then.
+//
+// The loop owns the fd: Bun's poller holds the number while a reader exists, and a number that
+// is closed under it can be handed to the next open() while Bun still polls or unregisters it.
+// So only the loop closes it, one turn of the event loop after its last reader has let go.
+import { close } from "./libc.ts";
+
 const MAX_ERRORS_IN_A_ROW = 5;
 const REPORTS = new Set(["ENETDOWN", "ENOBUFS", "EAGAIN", "EINTR"]);
 
+/** Reads `fd` until the returned stop() is called; stop() also closes `fd`, once it is safe. */
 export function readLoop(fd: number, onChunk: (chunk: Uint8Array) => void, onError: (e: unknown, fatal: boolean) => void): () => void {
   let stopped = false;
   let cancel: (() => void) | undefined;
-  void (async () => {
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    setTimeout(() => close(fd), 0);
+  };
+  const loop = (async () => {
     let errors = 0;
     while (!stopped) {
       const reader = Bun.file(fd).stream().getReader();
@@ -33,7 +46,9 @@ export function readLoop(fd: number, onChunk: (chunk: Uint8Array) => void, onErr
     }
   })();
   return () => {
+    if (stopped) return;
     stopped = true;
     cancel?.();
+    void loop.finally(release);
   };
 }

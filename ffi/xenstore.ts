@@ -2,12 +2,9 @@
 // request/reply round trip, like the C API; only watch events are asynchronous.
 //
 // Watch events without blocking the event loop: after the first xs_watch, a library thread
-// owns the connection and signals queued events by making the pipe behind xs_fileno()
-// readable. That pipe must not be read by us: libxenstore drains its one token byte itself
-// when the queue empties, with a blocking read loop that would hang (or spin, if we made it
-// O_NONBLOCK) once the byte was gone. So a small Worker only poll()s the fd, tells the main
-// thread, and waits to be re-armed; the main thread drains with xs_check_watch, which never
-// blocks. Bun.file(fd).stream() would consume the byte and is not used for this reason.
+// owns the connection and signals queued events through the pipe behind xs_fileno(), which the
+// main thread waits on through Bun's poller (see WatchPump), and drains with xs_check_watch,
+// which never blocks.
 import { CString, FFIType, type Pointer, read } from "bun:ffi";
 import {
   type TxId,
@@ -17,7 +14,7 @@ import {
   XenStoreError,
   type XsPermission,
 } from "../agent/xenstore/types.ts";
-import { errno, errnoName, lazyLibrary, pollFor } from "./libc.ts";
+import { close, dup2Cloexec, dupCloexec, errno, errnoName, lazyLibrary, O, open, pollFor } from "./libc.ts";
 
 const LIBXENSTORE = "libxenstore.so.4";
 /** What bun:ffi hands back for a `ptr` return. */
@@ -86,68 +83,48 @@ function takeStrings(p: Ptr, n: number): string[] {
   }
 }
 
-// Runs in the Worker: poll() the watch pipe without reading it. `ctl[0]` is the arm flag (main
-// sets 1, worker clears it when it reports), `ctl[1]` the stop flag.
-const pollerSource = `
-import { dlopen, FFIType } from "bun:ffi";
-const { poll } = dlopen("libc.so.6", {
-  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
-}).symbols;
-self.onmessage = (e) => {
-  const { fd, ctl } = e.data;
-  const flags = new Int32Array(ctl);
-  const pfd = new Int32Array(2);
-  for (;;) {
-    Atomics.wait(flags, 0, 0);
-    if (Atomics.load(flags, 1)) break;
-    pfd[0] = fd;
-    pfd[1] = 1; // events = POLLIN
-    // A bounded timeout so that a stop request is noticed even when nothing arrives.
-    const r = poll(pfd, 1, 250);
-    if (Atomics.load(flags, 1)) break;
-    if (r > 0) {
-      Atomics.store(flags, 0, 0);
-      postMessage("ready");
-    }
-  }
-};
-`;
-
+/**
+ * Watch events through Bun's own poller, on the main thread. libxenstore writes one token byte
+ * into its pipe when its event queue goes from empty to not empty, and reads it back (blocking)
+ * when a drain empties the queue; so the byte may not be taken from under it. Instead, the
+ * pipe's read end becomes ours (a duplicate, read by a Bun stream: one byte = "drain now"), and
+ * the number libxenstore reads from is pointed at /dev/zero, where its read of the token always
+ * succeeds at once. Our duplicate is closed only after Bun's reader let go of it.
+ */
 class WatchPump {
-  private readonly worker: Worker;
-  private readonly ctl = new Int32Array(new SharedArrayBuffer(8));
+  private readonly cancel: () => Promise<void>;
   private stopped = false;
 
-  /** `drain` returns how many events it took from the library's queue. */
-  constructor(fd: number, private readonly drain: () => number) {
-    const url = URL.createObjectURL(new Blob([pollerSource], { type: "application/typescript" }));
-    this.worker = new Worker(url);
-    this.worker.onmessage = (e: MessageEvent) => {
-      // The Worker loads its source asynchronously: the URL may go only once it runs.
-      URL.revokeObjectURL(url);
-      if (this.stopped) return;
-      // A readable pipe with nothing to drain should not happen; if it ever does, back off
-      // instead of spinning between the two threads.
-      if (this.drain() > 0) this.arm();
-      else setTimeout(() => this.arm(), 100);
-    };
-    this.worker.postMessage({ fd, ctl: this.ctl.buffer });
-    this.arm();
-  }
-
-  private arm(): void {
-    if (this.stopped) return;
-    Atomics.store(this.ctl, 0, 1);
-    Atomics.notify(this.ctl, 0);
+  /** `fd`: xs_fileno's pipe; `drain` empties the library's queue. */
+  constructor(fd: number, drain: () => number) {
+    const ours = dupCloexec(fd);
+    const zero = open("/dev/zero", O.RDONLY | O.CLOEXEC);
+    try {
+      dup2Cloexec(zero, fd);
+    } finally {
+      close(zero);
+    }
+    const reader = Bun.file(ours).stream().getReader();
+    this.cancel = () => reader.cancel();
+    void (async () => {
+      try {
+        for (;;) {
+          const { done } = await reader.read();
+          if (done || this.stopped) break;
+          drain();
+        }
+      } catch (e) {
+        if (!this.stopped) process.stderr.write(`xenstore: watch pipe: ${(e as Error).message}\n`);
+      }
+      // Closed one turn of the event loop after Bun's reader ended, never while it holds it.
+      setTimeout(() => close(ours), 0);
+    })();
   }
 
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
-    Atomics.store(this.ctl, 1, 1);
-    // Wake the Worker from Atomics.wait so that it sees the stop flag and returns.
-    Atomics.store(this.ctl, 0, 1);
-    Atomics.notify(this.ctl, 0);
-    this.worker.terminate();
+    void this.cancel().catch(() => undefined);
   }
 }
 
@@ -161,11 +138,11 @@ export interface OpenXenStoreOptions {
   /** A watch listener threw. Default: one line on stderr. */
   onListenerError?: (error: unknown, event: WatchEvent) => void;
   /**
-   * "worker" (default): events arrive on their own, a Worker waits for them. "caller": no
-   * Worker; events arrive only inside pumpWatches(), for a program whose whole job is waiting
-   * for them (`status --watch`), so that it runs no second thread of JavaScript.
+   * "loop" (default): events arrive on their own, through the event loop (WatchPump).
+   * "caller": events arrive only inside pumpWatches(), which blocks in poll(): for a program
+   * whose whole job is waiting for them (`status --watch`).
    */
-  watchWakeups?: "worker" | "caller";
+  watchWakeups?: "loop" | "caller";
 }
 
 export class FfiXenStore implements XenStoreAdmin {
@@ -175,10 +152,10 @@ export class FfiXenStore implements XenStoreAdmin {
   private readonly watches = new Map<string, [string, string]>();
   private readonly openTransactions = new Set<TxId>();
   private readonly onListenerError: (error: unknown, event: WatchEvent) => void;
-  private readonly wakeups: "worker" | "caller";
+  private readonly wakeups: "loop" | "caller";
 
   constructor(opts: OpenXenStoreOptions = {}) {
-    this.wakeups = opts.watchWakeups ?? "worker";
+    this.wakeups = opts.watchWakeups ?? "loop";
     this.onListenerError = opts.onListenerError ?? ((error, event) => {
       process.stderr.write(`xenstore: watch listener failed on ${event.path} (${event.token}): ${String(error)}\n`);
     });
@@ -285,7 +262,7 @@ export class FfiXenStore implements XenStoreAdmin {
     const h = this.h("watch", path);
     if (!xs().xs_watch(h, cstr(path), cstr(token))) this.fail("watch", path);
     this.watches.set(`${path}\0${token}`, [path, token]);
-    if (!this.pump && this.wakeups === "worker") {
+    if (!this.pump && this.wakeups === "loop") {
       // Only valid after the first xs_watch: the pipe the library thread signals through.
       const fd = xs().xs_fileno(h);
       if (fd < 0) this.fail("fileno", path);

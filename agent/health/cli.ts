@@ -53,7 +53,7 @@ export function renderFrame(frame: StatusFrame, json: boolean): string {
 
 async function open(watch: boolean): Promise<XenStore> {
   const { openXenStore } = await import("../../ffi/xenstore.ts");
-  return openXenStore({ watchWakeups: watch ? "caller" : "worker" });
+  return openXenStore({ watchWakeups: watch ? "caller" : "loop" });
 }
 
 export async function run(argv: string[]): Promise<number> {

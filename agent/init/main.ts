@@ -14,6 +14,7 @@ import { loadConfig } from "../config/load.ts";
 import type { AgentOptions, StubdomConfig } from "../config/types.ts";
 import { createHealthWriter, type HealthWriter } from "../health/writer.ts";
 import type { NicHealth } from "../health/schema.ts";
+import { procRss } from "../health/proc.ts";
 import { createLogger, stderrSink, uptimeClock, type Logger } from "../log.ts";
 import { createTap, linkNic, openNetlink, startDhcp, unlinkNic } from "../net/index.ts";
 import type { XenStore } from "../xenstore/types.ts";
@@ -399,10 +400,16 @@ function startQmpRelay(options: AgentOptions, config: StubdomConfig, log: Logger
     log.info(`QMP relay: dom0 clients via ${port}`);
   } else {
     const path = `/local/domain/${config.stubDomid}/device-model/${config.guestDomid}/qmp-vchan`;
-    channel = vchanChannel(() => vchanServer(0, path));
+    const rlog = log.child("qmp-relay");
+    channel = vchanChannel(() => vchanServer(0, path), (m) => rlog.debug(m));
     log.info(`QMP relay: dom0 clients via vchan ${path}`);
   }
-  void runQmpRelay({ channel, connectQemu: () => unixTransport(monitor), log: log.child("qmp-relay") });
+  void runQmpRelay({
+    channel,
+    connectQemu: () => unixTransport(monitor),
+    log: log.child("qmp-relay"),
+    anonKib: () => procRss("self")?.anonKib,
+  });
 }
 
 function startDebugShell(log: Logger): void {

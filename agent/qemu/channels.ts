@@ -1,47 +1,89 @@
 // The two RelayChannels for dom0's QMP: a libxenvchan server under Xen, a virtio-serial port
 // in the development VM. Neither blocks the event loop (a blocking read would freeze it:
 // bun-as-pid1.md).
-import { createFdWaiter, type FdWaiter } from "../../ffi/fd-waiter.ts";
-import { errno, O, open, pollNow, POLLHUP, readNow, setNonBlocking, SysError, write } from "../../ffi/libc.ts";
+import { close as closeFd, dupCloexec, errno, O, open, pollNow, POLLHUP, setNonBlocking, SysError, write } from "../../ffi/libc.ts";
 import type { VchanServer } from "../../ffi/vchan.ts";
 import type { RelayChannel, RelaySession } from "./relay.ts";
 
 /**
- * libxenvchan's readiness is its event channel: reading /dev/xen/evtchn returns the pending
- * ports (that is all libxenvchan_wait does, besides blocking) and writing them back unmasks
- * them. Each client gets a new server, whose event channel fd usually reuses the number of the
- * previous one: so readiness comes from a poll() Worker (ffi/fd-waiter.ts), never from a
- * Bun.file stream, whose asynchronous teardown could unregister its successor. With streams the
- * second client of a boot hung in 3 of ~12 nested-Xen boots and PID 1 then ran the stub domain
- * out of memory; with the Worker it did not happen in the 14 boots since.
+ * One libxenvchan server for the whole life of the agent, serving dom0's clients one after the
+ * other, as vchan-socket-proxy's own server mode does: the state goes 2 (no client yet) → 1
+ * (connected) → 0 (left) → 1 (the next client) ... Setting up a server per client meant a
+ * new grant-shared ring and event channel per QMP command, torn down while dom0's proxy was
+ * still unmapping the old one.
+ *
+ * Readiness is the event channel: reading /dev/xen/evtchn returns the pending ports and
+ * writing them back unmasks them. We read them on the main thread through Bun's own poller,
+ * from a duplicate of the event channel's fd that is ours, so that Bun never holds a number
+ * that C closes. A port stays masked until we write it back, so at most one notification waits
+ * unread; every waiter shares the one read in flight.
  */
-export function vchanChannel(openServer: () => VchanServer, waiter: FdWaiter = createFdWaiter()): RelayChannel {
+export function vchanChannel(openServer: () => VchanServer, debug: (msg: string) => void = () => undefined): RelayChannel {
+  interface Live {
+    srv: VchanServer;
+    /** Resolves true on the next notification (already unmasked), false when the channel broke. */
+    nextEvent(): Promise<boolean>;
+    stop(why: string): void;
+  }
+  let live: Live | undefined;
+
+  const start = (): Live => {
+    const srv = openServer();
+    let fd: number;
+    try {
+      fd = dupCloexec(srv.eventFd);
+      setNonBlocking(fd, true);
+    } catch (e) {
+      srv.close();
+      throw e;
+    }
+    debug(`vchan server up, event channel fd ${srv.eventFd} (ours: ${fd})`);
+    const reader = Bun.file(fd).stream().getReader();
+    let inflight: Promise<boolean> | undefined;
+    let stopped = false;
+    const self: Live = {
+      srv,
+      nextEvent: () =>
+        (inflight ??= (async () => {
+          try {
+            const next = await reader.read();
+            if (stopped || next.done) return false;
+            write(fd, next.value); // unmask what we consumed
+            return true;
+          } catch (e) {
+            if (!stopped) debug(`vchan event channel: ${(e as Error).message}`);
+            return false;
+          } finally {
+            inflight = undefined;
+          }
+        })()),
+      stop(why) {
+        if (stopped) return;
+        stopped = true;
+        debug(`vchan server closing: ${why}`);
+        if (live === self) live = undefined;
+        srv.close();
+        // Ours is closed once Bun's reader has let go of it, never while it may still poll it.
+        void reader.cancel().catch(() => undefined).finally(() => setTimeout(() => closeFd(fd), 0));
+      },
+    };
+    return self;
+  };
+
   return {
     async accept(): Promise<RelaySession> {
-      const srv = openServer();
-      setNonBlocking(srv.eventFd, true);
-      let closed = false;
-      /** Waits for a notification, consumes and unmasks it; false once the session closed. */
-      const nextEvent = async (): Promise<boolean> => {
-        for (;;) {
-          if (closed) return false;
-          const ports = readNow(srv.eventFd, 64);
-          if (ports !== null && ports.length > 0) {
-            write(srv.eventFd, ports); // unmask what we consumed
-            return true;
-          }
-          if (!(await waiter.readable(srv.eventFd))) return false;
+      const l = (live ??= start());
+      const { srv } = l;
+      let events = 0;
+      while (srv.state() !== 1) {
+        if (!(await l.nextEvent())) {
+          l.stop("the event channel ended while waiting for a client");
+          throw new Error("vchan: the event channel ended while waiting for a client");
         }
-      };
-      try {
-        while (srv.state() === 2) {
-          if (!(await nextEvent())) throw new Error("vchan: waiting for a client was cancelled");
-        }
-      } catch (e) {
-        closed = true;
-        srv.close();
-        throw e;
+        events++;
       }
+      debug(`vchan client connected after ${events} event(s)`);
+      let ended = false;
       const pending: Uint8Array[] = [];
       const flush = () => {
         while (pending.length > 0 && srv.state() === 1) {
@@ -55,22 +97,32 @@ export function vchanChannel(openServer: () => VchanServer, waiter: FdWaiter = c
       return {
         async *chunks() {
           for (;;) {
+            if (ended) return;
             flush();
-            while (srv.state() === 1 && srv.dataReady() > 0) yield srv.read(Math.max(srv.dataReady(), 1));
-            if (closed || srv.state() !== 1) return;
-            if (!(await nextEvent())) return;
+            while (srv.state() === 1 && srv.dataReady() > 0) {
+              yield srv.read(Math.max(srv.dataReady(), 1));
+              if (ended) return;
+            }
+            if (srv.state() !== 1) return;
+            if (!(await l.nextEvent())) {
+              l.stop("the event channel ended during a session");
+              return;
+            }
           }
         },
         write(data) {
-          if (closed) return;
+          if (ended) return;
           pending.push(data.slice());
           flush();
         },
         close() {
-          if (closed) return;
-          closed = true;
-          waiter.cancel();
-          srv.close();
+          if (ended) return;
+          ended = true;
+          // What a client that left did not get read is not the next client's. A new client
+          // sends nothing before QEMU's greeting, which only a new session gives it.
+          let dropped = 0;
+          while (live === l && srv.state() === 0 && srv.dataReady() > 0) dropped += srv.read(srv.dataReady()).length;
+          debug(`vchan session over (state ${srv.state()}, ${pending.length} chunk(s) unsent, ${dropped} byte(s) dropped)`);
         },
       };
     },

@@ -27,6 +27,8 @@ export interface RelayOptions {
   sessions?: number;
   /** Pause after a failed session, so a broken channel cannot spin. */
   retryMs?: number;
+  /** PID 1's anonymous memory in KiB, logged with each session's end (growth = a leak). */
+  anonKib?: () => number | undefined;
 }
 
 /** Serves clients one after the other. Never throws: a failed session is logged. */
@@ -37,18 +39,32 @@ export async function runQmpRelay(o: RelayOptions): Promise<void> {
     try {
       session = await o.channel.accept();
       qemu = o.connectQemu();
+      const t0 = performance.now();
       o.log.info(`QMP relay: client ${n + 1} connected`);
       const q = qemu;
       const s = session;
+      const bytes = { in: 0, out: 0 };
       const toClient = (async () => {
-        for await (const chunk of q.chunks()) s.write(chunk);
+        for await (const chunk of q.chunks()) {
+          bytes.out += chunk.length;
+          s.write(chunk);
+        }
+        return "QEMU closed the monitor";
       })();
       const toQemu = (async () => {
-        for await (const chunk of s.chunks()) q.send(chunk);
+        for await (const chunk of s.chunks()) {
+          bytes.in += chunk.length;
+          q.send(chunk);
+        }
+        return "the client left";
       })();
       // Whichever side ends first ends the session; the other is closed below.
-      await Promise.race([toClient, toQemu]);
-      o.log.info(`QMP relay: client ${n + 1} done`);
+      const why = await Promise.race([toClient, toQemu]);
+      const anon = o.anonKib?.();
+      o.log.info(
+        `QMP relay: client ${n + 1} done (${why}; ${bytes.in} bytes in, ${bytes.out} out, ` +
+          `${Math.round(performance.now() - t0)} ms${anon === undefined ? "" : `; PID 1 RssAnon ${anon} KiB`})`,
+      );
     } catch (e) {
       o.log.warn(`QMP relay: ${(e as Error).message}`);
       await Bun.sleep(o.retryMs ?? 1000);

@@ -7,7 +7,7 @@ param() { sed -n "s/.*\\be2e\\.$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
 ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
 pass() { echo "E2E PASS $*"; }
 fail() { echo "E2E FAIL $*"; }
-kind=$(param kind); mode=$(param mode); mem=$(param mem)
+kind=$(param kind); mode=$(param mode); mem=$(param mem); count=$(param count); debug=$(param debug)
 guest=e2e-guest
 mac=00:16:3e:e2:e0:01
 
@@ -25,6 +25,7 @@ losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
   echo 'stubdomain_kernel="/e2e/stub-kernel"'
   echo 'stubdomain_ramdisk="/e2e/stub-rootfs"'
   [ -n "$mem" ] && echo "stubdomain_memory=$mem"
+  [ "$debug" = 1 ] && echo 'stubdomain_cmdline="stubdom.loglevel=debug"' 
   echo "vif=[\"bridge=xenbr0,mac=$mac,model=rtl8139\"]"
   echo 'disk=["phy:/dev/loop0,hda,w"]'
   echo 'boot="n"'
@@ -32,6 +33,19 @@ losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
   echo 'on_crash="destroy"'
 } > /e2e/guest.cfg
 echo "E2E INFO config kind=$kind stubdomain_memory=${mem:-default}"
+
+# A Bun program with nothing Xen-specific in it (bun-stress.js), several times, 20 s each, in
+# dom0: a signal that kills it is the platform's doing, not the agent's.
+bun_stress() {
+  for variant in plain worker relay plain worker; do
+    case $variant in
+      relay) BUN_BE_BUN=1 timeout 120 stubdom-init /e2e/relay-stress.js 30 > /e2e/stress.log 2>&1; rc=$? ;;
+      *) BUN_BE_BUN=1 timeout 120 stubdom-init /e2e/bun-stress.js 20 $variant > /e2e/stress.log 2>&1; rc=$? ;;
+    esac
+    echo "E2E INFO bun-stress $1 $variant rc=$rc $(tail -n 1 /e2e/stress.log | tr -d '\r')"
+    [ $rc = 0 ] || sed 's/^/STRESS| /' /e2e/stress.log | tail -n 30
+  done
+}
 
 t0=$(ms)
 if xl create /e2e/guest.cfg > /e2e/xl-create.log 2>&1; then
@@ -71,6 +85,38 @@ watch_status() {
 }
 
 dm_log() { sed 's/^/STUB| /' /var/log/xen/qemu-dm-$guest.log 2>/dev/null; }
+
+# dom0 QMP clients one after the other through the stub domain's vchan relay (libxl's
+# vchan-socket-proxy opens one vchan client per connection). PID 1's RssAnon comes from its
+# health report (written every 5 s): the growth from the 10th client to the last is the leak.
+relay_clients() {
+  stub_id=$(xl domid $guest-dm)
+  anon() { xenstore-read /local/domain/$stub_id/data/stubdom/agent_rss_anon_kib 2>/dev/null || echo '?'; }
+  n=${count:-200}; good=0; failed=0; first=; k=10; [ "$n" -lt 10 ] && k=$n
+  for i in $(seq "$n"); do
+    t=$(ms)
+    out=$(timeout 60 xl qemu-monitor-command $guest "info status" 2>&1 || echo "exit $? (124: no answer in 60 s)")
+    case "$out" in
+      *running*) good=$((good + 1)); failed=0 ;;
+      *) echo "E2E INFO relay-fail client=$i $out"; failed=$((failed + 1))
+         echo "E2E INFO stub domain log, last lines:"; tail -n 40 /var/log/xen/qemu-dm-$guest.log | sed 's/^/STUB| /' ;;
+    esac
+    echo "E2E INFO relay client=$i ms=$(( $(ms) - t )) anon_kib=$(anon) heartbeat=$(xenstore-read /local/domain/$stub_id/data/stubdom/heartbeat 2>/dev/null)"
+    # Three clients in a row without an answer: the relay is gone, the rest would only wait.
+    [ "$failed" -ge 3 ] && break
+    [ "$i" = "$k" ] && { sleep 6; first=$(anon); }
+  done
+  sleep 6 # one more heartbeat: the last value is read after the last client
+  last=$(anon)
+  if [ "$good" = "$n" ]; then pass relay-clients "$good of $n"; else fail relay-clients "$good of $n answered"; fi
+  case "$first$last" in
+    *'?'*) fail relay-rss "no RssAnon in the health report (10th: $first, last: $last)" ;;
+    *) if [ $((last - first)) -lt 2048 ]; then pass relay-rss "RssAnon ${first} -> ${last} KiB from client 10 to $n"
+       else fail relay-rss "RssAnon ${first} -> ${last} KiB from client 10 to $n"; fi ;;
+  esac
+}
+if [ "$created" = 1 ] && [ "$mode" = relay ]; then relay_clients; fi
+if [ "$created" = 1 ] && [ "$mode" = bunstress ]; then bun_stress guest-running; fi
 if [ "$created" = 1 ] && [ "$mode" = full ]; then
   guest_id=$(xl domid $guest)
   stub_id=$(xl domid $guest-dm)

@@ -146,9 +146,10 @@ export async function buildOuterImages(opts: { progress?: (line: string) => void
  */
 export async function writeRunInitramfs(
   out: string,
-  opts: { dom0Initramfs: string; stubKernel: string; stubRootfs: string; agent?: string },
+  opts: { dom0Initramfs: string; stubKernel: string; stubRootfs: string; agent?: string; extraFiles?: Record<string, string> },
 ): Promise<void> {
   const fs = new Rootfs();
+  for (const [path, file] of Object.entries(opts.extraFiles ?? {})) fs.file(path, { file }, 0o644);
   fs.file("e2e/stub-kernel", { file: opts.stubKernel }, 0o644);
   fs.file("e2e/stub-rootfs", { file: opts.stubRootfs }, 0o644);
   if (opts.agent) fs.file("usr/bin/stubdom-init", { file: opts.agent }, 0o755);

@@ -5,7 +5,11 @@
 // and a deadline.
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { E2E_CACHE, buildOuterImages, writeRunInitramfs } from "./dom0.ts";
+
+// import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
+const HERE = fileURLToPath(new URL(".", import.meta.url));
 
 export type ImageKind = "ours" | "baseline";
 
@@ -15,8 +19,17 @@ export interface NestedXenOptions {
   stubRootfs: string;
   /** `stubdomain_memory` in MiB; undefined = libxl's default (128 MiB + video RAM). */
   stubMemory?: number;
-  /** "full": every check; "create": only `xl create` and `xl destroy` (memory floor search). */
-  mode?: "full" | "create";
+  /**
+   * "full": every check; "create": only `xl create` and `xl destroy` (memory floor search);
+   * "relay": `relayClients` dom0 QMP clients one after the other through the vchan relay;
+   * "bunstress": a Bun program with nothing Xen-specific (bun-stress.js) in dom0, before and
+   * while the guest runs, to tell the platform's faults from ours.
+   */
+  mode?: "full" | "create" | "relay" | "bunstress";
+  /** For mode "relay": how many clients (default 200). */
+  relayClients?: number;
+  /** The agent logs at debug level (stubdomain_cmdline stubdom.loglevel=debug). */
+  agentDebug?: boolean;
   /** dist/stubdom-init, copied into dom0 for `stubdom-init status` (ours only). */
   agent?: string;
   timeoutMs?: number;
@@ -55,6 +68,24 @@ export const XEN_CMDLINE = "console=com1 asid=0 dom0_mem=1024M,max:1024M dom0_ma
 /** The outer CPU: SVM + NPT + SSE4.2; -smap because QEMU 7.2's TCG mishandles iretq with SMAP. */
 export const OUTER_CPU = "max,-smap,-fsgsbase";
 
+/**
+ * The outer QEMU's accelerator: E2E_TCG=single runs TCG on one host thread
+ * (`-accel tcg,thread=single`), which only changes timing; anything else keeps QEMU's default.
+ */
+export function outerAccel(): string {
+  return process.env.E2E_TCG === "single" ? "tcg,thread=single" : "tcg";
+}
+
+/** The outer CPU model: OUTER_CPU unless E2E_CPU names another (platform measurements). */
+export function outerCpu(): string {
+  return process.env.E2E_CPU || OUTER_CPU;
+}
+
+/** vCPUs of the outer machine: 2 unless E2E_SMP says otherwise. */
+export function outerSmp(): string {
+  return process.env.E2E_SMP || "2";
+}
+
 export function parseConsole(log: string): Pick<NestedXenRun, "results" | "times" | "info" | "done" | "abnormal"> {
   const results: E2EResult[] = [];
   const times: Record<string, number> = {};
@@ -79,6 +110,29 @@ export function parseConsole(log: string): Pick<NestedXenRun, "results" | "times
   return { results, times, info, done, abnormal };
 }
 
+/** relay-stress.ts as one file that `BUN_BE_BUN=1 stubdom-init` runs in dom0. */
+async function bundleRelayStress(dir: string): Promise<string> {
+  const out = join(dir, "relay-stress.js");
+  const r = await Bun.build({ entrypoints: [join(HERE, "relay-stress.ts")], target: "bun" });
+  if (!r.success) throw new Error(`bundling relay-stress.ts: ${r.logs.join("; ")}`);
+  await Bun.write(out, r.outputs[0]!);
+  return out;
+}
+
+/**
+ * Processes killed by a fault, counted from the console: the kernel's `segfault at` / `traps:`
+ * lines (the stub domain's come relayed as `STUB|`), and dom0 stress runs that exited on a
+ * signal. The platform measurement of test/xen/README.md counts these.
+ */
+export function faultCounts(log: string): { dom0: number; stub: number; stress: number; lines: string[] } {
+  const fault = /segfault at|traps: .*(trap|general protection)|general protection fault/;
+  const all = log.split(/[\r\n]+/);
+  const faults = all.filter((l) => fault.test(l));
+  const stress = all.filter((l) => /^E2E INFO bun-stress .* rc=(?!0\b)/.test(l));
+  const stub = faults.filter((l) => l.startsWith("STUB|")).length;
+  return { dom0: faults.length - stub, stub, stress: stress.length, lines: [...faults, ...stress] };
+}
+
 /** Runs one nested boot. Serialised with every other VM of the project through /tmp/vm.lock. */
 export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRun> {
   const outer = await buildOuterImages();
@@ -89,14 +143,17 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     await writeRunInitramfs(initrd, {
       dom0Initramfs: outer.dom0Initramfs, stubKernel: opts.stubKernel, stubRootfs: opts.stubRootfs,
       agent: opts.kind === "ours" ? opts.agent : undefined,
+      extraFiles: { "e2e/bun-stress.js": join(HERE, "bun-stress.js"), "e2e/relay-stress.js": await bundleRelayStress(runDir) },
     });
     const dom0Cmdline = [
       "console=hvc0", "earlyprintk=xen", `e2e.kind=${opts.kind}`, `e2e.mode=${opts.mode ?? "full"}`,
       ...(opts.stubMemory !== undefined ? [`e2e.mem=${opts.stubMemory}`] : []),
+      ...(opts.relayClients !== undefined ? [`e2e.count=${opts.relayClients}`] : []),
+      ...(opts.agentDebug ? ["e2e.debug=1"] : []),
     ].join(" ");
     const timeoutS = Math.ceil((opts.timeoutMs ?? 420_000) / 1000);
     const qemu = [
-      "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", OUTER_CPU, "-m", "2048", "-smp", "2",
+      "qemu-system-x86_64", "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
       "-kernel", outer.xen, "-append", XEN_CMDLINE,
       // Multiboot modules are comma-separated; a module's command line follows its path.

@@ -1,6 +1,6 @@
 // `make e2e-xen`: one nested-Xen end-to-end run against a pair of stub domain images.
 //
-//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--log FILE]
+//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--relay N] [--bun-stress] [--debug] [--log FILE]
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildBaselineImages } from "../bench/baseline/image.ts";
-import { bootNestedXen, findMemoryFloor, type ImageKind, type NestedXenRun } from "./harness.ts";
+import { bootNestedXen, faultCounts, findMemoryFloor, outerAccel, outerCpu, outerSmp, type ImageKind, type NestedXenRun } from "./harness.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -35,11 +35,11 @@ export async function imagesFor(kind: ImageKind): Promise<{ stubKernel: string; 
 }
 
 /** The checks of `kind` that did not pass, with the reason; empty when the run is good. */
-export function failures(kind: ImageKind, r: NestedXenRun): string[] {
+export function failures(kind: ImageKind, r: NestedXenRun, required = REQUIRED[kind]): string[] {
   const out: string[] = [];
   if (r.abnormal) out.push(`run: ${r.abnormal}`);
   for (const res of r.results) if (res.status === "FAIL") out.push(`${res.check}: ${res.detail}`);
-  for (const check of REQUIRED[kind]) {
+  for (const check of required) {
     if (!r.results.some((x) => x.check === check)) out.push(`${check}: no result line`);
   }
   return out;
@@ -81,14 +81,29 @@ async function main(argv: string[]): Promise<number> {
     return r.floor === undefined ? 1 : 0;
   }
   const mem = memoryFor(kind);
-  console.log(`e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"}`);
-  const r = await bootNestedXen({ kind, ...images, stubMemory: mem, onLine: argv.includes("--verbose") ? (l) => console.log(l) : undefined });
+  const relay = arg("--relay");
+  const relayClients = relay === undefined ? undefined : Number(relay);
+  if (relayClients !== undefined && !(Number.isInteger(relayClients) && relayClients > 0)) throw new Error(`--relay ${relay}: expected a number of clients`);
+  console.log(
+    `e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"} outer accel ${outerAccel()} cpu ${outerCpu()} smp ${outerSmp()}` +
+      (relayClients ? `; ${relayClients} relay clients` : ""),
+  );
+  const r = await bootNestedXen({
+    kind, ...images, stubMemory: mem,
+    ...(relayClients ? { mode: "relay" as const, relayClients, timeoutMs: 420_000 + relayClients * 30_000 } : {}),
+    ...(argv.includes("--bun-stress") ? { mode: "bunstress" as const, timeoutMs: 900_000 } : {}),
+    agentDebug: argv.includes("--debug"),
+    onLine: argv.includes("--verbose") ? (l) => console.log(l) : undefined,
+  });
   const logFile = arg("--log") ?? join(root, ".cache", "xen-e2e", `last-${kind}.log`);
   await Bun.write(logFile, r.log);
   for (const x of r.results) console.log(`${x.status} ${x.check} ${x.detail}`);
   for (const i of r.info) console.log(`INFO ${i}`);
   console.log(`xl create -> running: ${r.times["xl-create-ms"] ?? "?"} ms; nested run wall time: ${r.wallMs} ms; console log: ${logFile}`);
-  const bad = failures(kind, r);
+  const faults = faultCounts(r.log);
+  console.log(`faults: dom0 ${faults.dom0}, stub domain ${faults.stub}; dom0 stress runs failed: ${faults.stress}`);
+  for (const l of faults.lines) console.log(`  ${l.slice(0, 200)}`);
+  const bad = failures(kind, r, relayClients ? ["xl-create", "relay-clients", "relay-rss", "destroy-clean"] : argv.includes("--bun-stress") ? ["xl-create", "destroy-clean"] : undefined);
   for (const b of bad) console.log(`FAILED ${b}`);
   return bad.length === 0 ? 0 : 1;
 }
