@@ -49,11 +49,33 @@ export class Listeners {
   }
 }
 
+/**
+ * Events waiting for the loop. Bounded: past `limit`, QMP, xenstore and link events are
+ * dropped (and counted, and `onDrop` told); a dropped link event queues one `linksLost`, so
+ * whoever tracks links reads them all again. Signals, reap requests (one per trigger), QEMU's
+ * own events and fatal errors are never dropped: each of them is bounded by its source.
+ */
+/** A loop that keeps up never holds more than a handful; 1,024 means something floods us. */
+export const EVENT_QUEUE_LIMIT = 1024;
+const DROPPABLE = new Set<AgentEvent["kind"]>(["qmp", "xenstore", "link"]);
+
 export class EventQueue {
   private readonly items: AgentEvent[] = [];
   private wake: (() => void) | undefined;
+  dropped = 0;
+  onDrop: ((e: AgentEvent, dropped: number) => void) | undefined;
+
+  constructor(private readonly limit = EVENT_QUEUE_LIMIT) {}
 
   push(e: AgentEvent): void {
+    if (this.items.length >= this.limit && DROPPABLE.has(e.kind)) {
+      this.dropped++;
+      this.onDrop?.(e, this.dropped);
+      if (e.kind === "link" && !this.items.some((q) => q.kind === "linksLost")) {
+        this.items.push({ kind: "linksLost", reason: "event queue full" });
+      }
+      return;
+    }
     this.items.push(e);
     this.wake?.();
     this.wake = undefined;

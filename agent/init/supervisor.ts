@@ -15,7 +15,7 @@ import {
 } from "../qemu/lifecycle.ts";
 import type { QmpClient } from "../qemu/qmp.ts";
 import { DEFAULT_RING, StderrRing } from "../qemu/stderr-ring.ts";
-import { EventQueue, Listeners, type AgentEvent } from "./events.ts";
+import { EVENT_QUEUE_LIMIT, EventQueue, Listeners, type AgentEvent } from "./events.ts";
 import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
 import type { Child, ExitStatus, Processes } from "./processes.ts";
 
@@ -100,6 +100,10 @@ export class Supervisor {
     private readonly deps: SupervisorDeps,
   ) {
     this.deadlines = deps.deadlines ?? DEFAULT_DEADLINES;
+    this.queue.onDrop = (e, n) => {
+      // The first drop and then one line per thousand: a flood must not become a log flood.
+      if (n === 1 || n % 1000 === 0) this.reportError(`event queue full (${EVENT_QUEUE_LIMIT}): ${n} event(s) dropped, the last a ${e.kind} event`);
+    };
     const qlog = deps.log.child("qemu");
     this.stderr = new StderrRing(DEFAULT_RING, (l) => qlog.info(l));
   }

@@ -18,6 +18,9 @@ import type { RelayChannel, RelaySession } from "./relay.ts";
  * that C closes. A port stays masked until we write it back, so at most one notification waits
  * unread; every waiter shares the one read in flight.
  */
+/** QEMU output held for a client whose ring is full: past this the session ends. */
+export const RELAY_PENDING_LIMIT = 64 * 1024;
+
 export function vchanChannel(openServer: () => VchanServer, debug: (msg: string) => void = () => undefined): RelayChannel {
   interface Live {
     srv: VchanServer;
@@ -85,11 +88,13 @@ export function vchanChannel(openServer: () => VchanServer, debug: (msg: string)
       debug(`vchan client connected after ${events} event(s)`);
       let ended = false;
       const pending: Uint8Array[] = [];
+      let pendingBytes = 0;
       const flush = () => {
         while (pending.length > 0 && srv.state() === 1) {
           const head = pending[0] as Uint8Array;
           const n = srv.write(head.subarray(0, Math.min(head.length, srv.bufferSpace())));
           if (n === 0) return; // ring full: the client's next notification resumes us
+          pendingBytes -= n;
           if (n === head.length) pending.shift();
           else pending[0] = head.subarray(n);
         }
@@ -113,7 +118,10 @@ export function vchanChannel(openServer: () => VchanServer, debug: (msg: string)
         write(data) {
           if (ended) return;
           pending.push(data.slice());
+          pendingBytes += data.length;
           flush();
+          // A client that stops reading must not make us hold QEMU's output without end.
+          if (pendingBytes > RELAY_PENDING_LIMIT) throw new Error(`vchan: the client does not read (${pendingBytes} bytes unsent)`);
         },
         close() {
           if (ended) return;

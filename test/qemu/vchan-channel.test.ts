@@ -4,7 +4,7 @@
 import { expect, test } from "vitest";
 import { close, readNow, socketPair, write } from "../../ffi/libc.ts";
 import type { VchanServer } from "../../ffi/vchan.ts";
-import { vchanChannel } from "../../agent/qemu/channels.ts";
+import { RELAY_PENDING_LIMIT, vchanChannel } from "../../agent/qemu/channels.ts";
 
 const NOTIFY = new Uint8Array([7, 0, 0, 0]); // one pending port, as /dev/xen/evtchn returns it
 
@@ -15,11 +15,12 @@ function fakeServer() {
   const toServer: number[] = [];
   const toClient: number[] = [];
   let closed = false;
+  let space = 4096;
   const srv: VchanServer = {
     eventFd,
     state: () => state,
     dataReady: () => toServer.length,
-    bufferSpace: () => 4096 - toClient.length,
+    bufferSpace: () => Math.min(space, 4096 - toClient.length),
     read: (max) => new Uint8Array(toServer.splice(0, max)),
     write: (data) => {
       const n = Math.min(data.length, 4096 - toClient.length);
@@ -41,6 +42,7 @@ function fakeServer() {
     /** Written to the ring without a notification. */
     sendQuietly: (text: string) => toServer.push(...new TextEncoder().encode(text)),
     pendingIn: () => toServer.length,
+    setBufferSpace: (n: number) => void (space = n),
     received: () => new TextDecoder().decode(new Uint8Array(toClient)),
     clearReceived: () => void toClient.splice(0),
     unmasked: () => readNow(peer, 64)?.length ?? 0,
@@ -84,4 +86,25 @@ test("one server serves every client in turn; what a client leaves unread is not
   }
   expect(servers.length).toBe(1);
   servers[0]!.dispose();
+});
+
+test("a client that stops reading ends its session instead of making us hold QEMU's output", async () => {
+  const s = fakeServer();
+  s.setBufferSpace(0); // the client's ring is full and stays full
+  const channel = vchanChannel(() => s.srv);
+  const accepted = channel.accept();
+  await Bun.sleep(20);
+  s.connect();
+  const session = await accepted;
+  const chunk = new Uint8Array(4096);
+  let written = 0;
+  expect(() => {
+    for (;;) {
+      session.write(chunk);
+      written += chunk.length;
+    }
+  }).toThrow(/does not read/);
+  expect(written).toBeLessThanOrEqual(RELAY_PENDING_LIMIT);
+  await session.close();
+  s.dispose();
 });

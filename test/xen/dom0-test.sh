@@ -39,7 +39,7 @@ echo "E2E INFO config kind=$kind stubdomain_memory=${mem:-default}"
 bun_stress() {
   for variant in plain worker relay plain worker; do
     case $variant in
-      relay) BUN_BE_BUN=1 timeout 120 stubdom-init /e2e/relay-stress.js 30 > /e2e/stress.log 2>&1; rc=$? ;;
+      relay) BUN_BE_BUN=1 timeout 120 stubdom-init /e2e/relay-soak.js --seconds 30 > /e2e/stress.log 2>&1; rc=$? ;;
       *) BUN_BE_BUN=1 timeout 120 stubdom-init /e2e/bun-stress.js 20 $variant > /e2e/stress.log 2>&1; rc=$? ;;
     esac
     echo "E2E INFO bun-stress $1 $variant rc=$rc $(tail -n 1 /e2e/stress.log | tr -d '\r')"

@@ -110,11 +110,11 @@ export function parseConsole(log: string): Pick<NestedXenRun, "results" | "times
   return { results, times, info, done, abnormal };
 }
 
-/** relay-stress.ts as one file that `BUN_BE_BUN=1 stubdom-init` runs in dom0. */
-async function bundleRelayStress(dir: string): Promise<string> {
-  const out = join(dir, "relay-stress.js");
-  const r = await Bun.build({ entrypoints: [join(HERE, "relay-stress.ts")], target: "bun" });
-  if (!r.success) throw new Error(`bundling relay-stress.ts: ${r.logs.join("; ")}`);
+/** test/qemu/relay-soak.ts as one file that `BUN_BE_BUN=1 stubdom-init` runs in dom0. */
+async function bundleRelaySoak(dir: string): Promise<string> {
+  const out = join(dir, "relay-soak.js");
+  const r = await Bun.build({ entrypoints: [join(HERE, "../qemu/relay-soak.ts")], target: "bun" });
+  if (!r.success) throw new Error(`bundling relay-soak.ts: ${r.logs.join("; ")}`);
   await Bun.write(out, r.outputs[0]!);
   return out;
 }
@@ -143,7 +143,7 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     await writeRunInitramfs(initrd, {
       dom0Initramfs: outer.dom0Initramfs, stubKernel: opts.stubKernel, stubRootfs: opts.stubRootfs,
       agent: opts.kind === "ours" ? opts.agent : undefined,
-      extraFiles: { "e2e/bun-stress.js": join(HERE, "bun-stress.js"), "e2e/relay-stress.js": await bundleRelayStress(runDir) },
+      extraFiles: { "e2e/bun-stress.js": join(HERE, "bun-stress.js"), "e2e/relay-soak.js": await bundleRelaySoak(runDir) },
     });
     const dom0Cmdline = [
       "console=hvc0", "earlyprintk=xen", `e2e.kind=${opts.kind}`, `e2e.mode=${opts.mode ?? "full"}`,
