@@ -28,6 +28,51 @@ export interface CacheOptions {
   cacheDir?: string;
   /** Called with a line for each step that takes long (downloads, extraction). */
   progress?: (line: string) => void;
+  /** Another Debian release than the host's (see aptSuite); default: the host's apt. */
+  suite?: AptSuite;
+}
+
+/**
+ * A Debian release other than the host's, reached through the host's own mirror with apt
+ * state of its own (sources list, package lists, cache) under a directory of ours: the host's
+ * apt configuration and installed packages are never touched. `args` go to every apt call.
+ */
+export interface AptSuite {
+  name: string;
+  args: string[];
+}
+
+/** The first mirror of an apt sources file: a deb822 `URIs:` field or a one-line `deb` entry. */
+export function parseMirror(text: string): string | undefined {
+  return (/^URIs:\s*(\S+)/m.exec(text) ?? /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+/m.exec(text))?.[1];
+}
+
+/** The mirror the host's apt uses. */
+export async function hostMirror(): Promise<string> {
+  for (const f of ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]) {
+    const m = await Bun.file(f).text().then(parseMirror, () => undefined);
+    if (m) return m;
+  }
+  throw new DebianError("cannot find the host's Debian mirror in /etc/apt/sources.list{,.d/debian.sources}");
+}
+
+/** apt set up for `name` (trixie) in `dir`; its package lists are fetched again after a day. */
+export async function aptSuite(name: string, dir: string): Promise<AptSuite> {
+  await mkdir(join(dir, "lists", "partial"), { recursive: true });
+  await mkdir(join(dir, "cache", "archives", "partial"), { recursive: true });
+  const list = join(dir, "sources.list");
+  await Bun.write(list, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${await hostMirror()} ${name} main\n`);
+  const args = [
+    "-o", `Dir::Etc::SourceList=${list}`, "-o", "Dir::Etc::SourceParts=/dev/null", "-o", `Dir::State::Lists=${join(dir, "lists")}`,
+    "-o", `Dir::Cache=${join(dir, "cache")}`, "-o", "Dir::State::status=/dev/null",
+  ];
+  const stampFile = join(dir, "updated");
+  const fresh = (await exists(stampFile)) && Date.now() - (await stat(stampFile)).mtimeMs < 86_400_000;
+  if (!fresh) {
+    await run(["apt-get", ...args, "update", "-q"], `apt-get update (${name})`);
+    await Bun.write(stampFile, `${new Date().toISOString()}\n`);
+  }
+  return { name, args };
 }
 
 /** Packages an image never needs although something Depends on them (maintainer-script tools, data). */
@@ -105,14 +150,14 @@ export function parseAptCacheDepends(text: string, skip: ReadonlySet<string> = n
 }
 
 /** The roots plus everything they Depend on, recursively, minus `skip`. Sorted. */
-export async function resolveDepends(roots: readonly string[], opts: { skip?: Iterable<string> } = {}): Promise<string[]> {
+export async function resolveDepends(roots: readonly string[], opts: { skip?: Iterable<string>; suite?: AptSuite } = {}): Promise<string[]> {
   const skip = new Set(opts.skip ?? DEFAULT_SKIP);
   const unique = [...new Set(roots)];
-  await candidates(unique);
+  await candidates(unique, opts.suite);
   // One recursive query (apt-cache is slow to start); the walk below then honours `skip`,
   // which --recurse cannot: it also lists what only skipped packages pull in.
   const text = await run(
-    ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
+    ["apt-cache", ...(opts.suite?.args ?? []), "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
       "--no-replaces", "--no-enhances", ...unique],
     `resolving Depends of ${unique.join(" ")}`,
   );
@@ -137,10 +182,10 @@ export interface Candidate {
 }
 
 /** apt's candidate version of each package; a name apt does not know is a DebianError naming it. */
-export async function candidates(names: readonly string[]): Promise<Map<string, Candidate>> {
+export async function candidates(names: readonly string[], suite?: AptSuite): Promise<Map<string, Candidate>> {
   const out = new Map<string, Candidate>();
   if (names.length === 0) return out;
-  const proc = Bun.spawn(["apt-cache", "show", "--no-all-versions", ...names], {
+  const proc = Bun.spawn(["apt-cache", ...(suite?.args ?? []), "show", "--no-all-versions", ...names], {
     stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C" },
   });
   const [text, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
@@ -187,7 +232,7 @@ export async function fetchPackages(names: readonly string[], opts: CacheOptions
   const pkgs = join(cache, "pkgs");
   await mkdir(debs, { recursive: true });
   await mkdir(pkgs, { recursive: true });
-  const cands = await candidates([...new Set(names)].sort());
+  const cands = await candidates([...new Set(names)].sort(), opts.suite);
 
   const missing: Candidate[] = [];
   for (const c of cands.values()) if (!(await exists(join(debs, debFileName(c))))) missing.push(c);
@@ -197,7 +242,7 @@ export async function fetchPackages(names: readonly string[], opts: CacheOptions
     await mkdir(tmp);
     try {
       await run(
-        ["sh", "-c", 'cd "$0" && exec apt-get download -q "$@"', tmp, ...missing.map((c) => `${c.name}=${c.version}`)],
+        ["sh", "-c", 'cd "$0" && exec apt-get "$@"', tmp, ...(opts.suite?.args ?? []), "download", "-q", ...missing.map((c) => `${c.name}=${c.version}`)],
         "apt-get download",
       );
       for (const c of missing) {

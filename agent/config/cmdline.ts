@@ -14,6 +14,7 @@ export const DEFAULT_OPTIONS: AgentOptions = Object.freeze({
   qmp: Object.freeze({ kind: "vchan" }),
   qemu: "/usr/libexec/xen-qemu-system-i386",
   shell: false,
+  selftest: 0,
 });
 
 const PREFIX = "stubdom.";
@@ -65,6 +66,7 @@ const OPTIONS = new Map<string, Option>([
   ["qmp", option("qmp", z.union([z.literal("vchan").transform(() => ({ kind: "vchan" as const })), virtio("vchan or ")]))],
   ["qemu", option("qemu", absPath)],
   ["shell", option("shell", z.enum(["0", "1"]).transform((s) => s === "1"), "1")],
+  ["selftest", option("selftest", decimal(0, 3600))],
 ]);
 
 /** Split like the kernel does: whitespace separates, double quotes group; `--` ends the options. */

@@ -44,6 +44,8 @@ export interface AgentOptions {
   readonly qemu: string;
   /** Debug shell on the console. */
   readonly shell: boolean;
+  /** Seconds per run of the JavaScript-only self-test child (agent/init/selftest.ts); 0 = off. */
+  readonly selftest: number;
 }
 
 /** Never throws: unknown or malformed keys become errors and their option keeps its default. */

@@ -30,6 +30,8 @@ import type { Machine, PowerOffReason } from "./platform.ts";
 import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
 import { realSetupSys } from "./setup-sys.ts";
 import { MONITORS, REAP_SWEEP_MS, Supervisor, type QemuPlan, type SupervisorDeps } from "./supervisor.ts";
+import type { Processes } from "./processes.ts";
+import { runSelftest } from "./selftest.ts";
 import { findVirtioPort } from "./virtio.ts";
 import { vchanServer } from "../../ffi/vchan.ts";
 import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
@@ -99,6 +101,11 @@ export async function runInit(): Promise<never> {
   const { plan, deps, options, config, net, xs, health: report } = booted;
   const sup = new Supervisor(plan, deps);
   for (const signal of earlySignals) sup.queue.push({ kind: "signal", signal });
+  if (options.shell) startDebugShell(deps.processes, log);
+  if (options.selftest > 0) {
+    log.warn(`stubdom.selftest=${options.selftest}: a JavaScript-only child runs beside QEMU`);
+    void runSelftest({ processes: deps.processes, seconds: options.selftest, log: log.child("selftest"), stopped: () => false });
+  }
   if (net) {
     const unplugged = (pair: { netfront: string; tap: string }) => {
       net.links.forget(pair);
@@ -167,7 +174,6 @@ async function bootStubdom(
   const net = await boot.runAsync("network", () => setupNetwork(config, log, health));
   nics.links = net?.links;
   boot.run("scrub", () => runSetup(scrubSetup, realSetupSys, log));
-  if (options.shell) startDebugShell(log);
   const sandbox = await qemuSandbox(options.qemu, log);
   const plan: QemuPlan = {
     binary: options.qemu,
@@ -412,10 +418,12 @@ function startQmpRelay(options: AgentOptions, config: StubdomConfig, log: Logger
   });
 }
 
-function startDebugShell(log: Logger): void {
+/** Through the supervisor's Processes, so that the orphan reaper never takes its exit. */
+function startDebugShell(processes: Processes, log: Logger): void {
   log.warn("stubdom.shell=1: debug shell on the console");
   try {
-    Bun.spawn(["/bin/sh"], { stdio: ["inherit", "inherit", "inherit"] });
+    const sh = processes.spawn(["/bin/sh"], { console: "shell", env: { PATH: "/usr/bin:/usr/sbin:/bin:/sbin", HOME: "/" } });
+    void sh.exited.then((e) => log.info(`debug shell exited (${e.signal ?? `code ${e.code}`})`), () => undefined);
   } catch (e) {
     log.error(`debug shell: ${(e as Error).message}`);
   }

@@ -20,6 +20,10 @@ export interface Child {
 export interface SpawnOptions {
   /** Given to the child as fds 3, 4, ... in order. */
   readonly extraFds?: readonly number[];
+  /** The child's whole environment (default: empty). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** stderr to our console instead of a pipe (whose stream is then empty); stdin from it too for a shell. */
+  readonly console?: "stderr" | "shell";
 }
 
 export interface Processes {
@@ -33,8 +37,8 @@ export function bunProcesses(): Processes {
   return {
     spawn(argv, opts = {}) {
       const proc = Bun.spawn([...argv], {
-        stdio: ["ignore", "inherit", "pipe", ...(opts.extraFds ?? [])],
-        env: {},
+        stdio: [opts.console === "shell" ? "inherit" : "ignore", "inherit", opts.console ? "inherit" : "pipe", ...(opts.extraFds ?? [])],
+        env: { ...opts.env },
       });
       own.add(proc.pid);
       const exited = proc.exited.then(
@@ -51,7 +55,7 @@ export function bunProcesses(): Processes {
       return {
         pid: proc.pid,
         exited,
-        stderr: proc.stderr,
+        stderr: opts.console ? new ReadableStream<Uint8Array>({ start: (c) => c.close() }) : (proc.stderr as ReadableStream<Uint8Array>),
         kill: (sig) => proc.kill(sig),
       };
     },

@@ -2,7 +2,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { candidates, fetchPackages, parseAptCacheDepends, resolveDepends } from "../../agent/build/debian.ts";
+import { candidates, fetchPackages, parseAptCacheDepends, parseMirror, resolveDepends } from "../../agent/build/debian.ts";
 import { ImageError, Rootfs, addTree, overlayModeProblem, writeAtomically, writeCpioImage, writeSquashfs } from "../../agent/build/image.ts";
 
 let dir: string;
@@ -143,4 +143,11 @@ describe("Debian inputs", () => {
     expect(names).toEqual(expect.arrayContaining(["libxenstore4", "libxentoolcore1", "libc6", "libgcc-s1"]));
     expect(names).not.toContain("gcc-12-base");
   });
+});
+
+test("the host's mirror, from a deb822 file or a one-line sources.list (another release is fetched from it)", () => {
+  expect(parseMirror("Types: deb\n# a comment\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n")).toBe("http://deb.debian.org/debian");
+  expect(parseMirror("deb [signed-by=/k.gpg] http://mirror.example/debian bookworm main\n")).toBe("http://mirror.example/debian");
+  expect(parseMirror("deb http://mirror.example/debian bookworm main\n")).toBe("http://mirror.example/debian");
+  expect(parseMirror("# nothing\n")).toBeUndefined();
 });

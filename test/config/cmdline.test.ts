@@ -16,6 +16,7 @@ describe("parseCmdline", () => {
       qmp: { kind: "vchan" },
       qemu: "/usr/libexec/xen-qemu-system-i386",
       shell: false,
+      selftest: 0,
     });
   });
 
@@ -23,7 +24,7 @@ describe("parseCmdline", () => {
     const r = parseCmdline(
       "console=hvc0 stubdom.loglevel=debug stubdom.crash=hold stubdom.crash_grace_ms=0 stubdom.health_interval=3600 " +
         "stubdom.xenstore=virtio:xenstore stubdom.domid=7 stubdom.qmp=virtio:qmp " +
-        "stubdom.qemu=/usr/bin/qemu-system-x86_64 stubdom.shell\n",
+        "stubdom.qemu=/usr/bin/qemu-system-x86_64 stubdom.shell stubdom.selftest=30\n",
     );
     expect(r.errors).toEqual([]);
     expect(r.options).toEqual({
@@ -36,6 +37,7 @@ describe("parseCmdline", () => {
       qmp: { kind: "virtio", name: "qmp" },
       qemu: "/usr/bin/qemu-system-x86_64",
       shell: true,
+      selftest: 30,
     });
     expect(Object.isFrozen(r.options)).toBe(true);
   });

@@ -2,7 +2,7 @@
 // Two boots: the baseline stub domain (test/bench/baseline), then ours (dist/, from make build)
 // with every check of REQUIRED.ours. `make test` runs this file alone, after the others.
 import { expect, test } from "vitest";
-import { bootNestedXen, parseConsole } from "./harness.ts";
+import { bootNestedXen, faultCounts, parseConsole } from "./harness.ts";
 import { REQUIRED, failures, imagesFor, memoryFor } from "./run.ts";
 
 test("console parser: results, times, CRLF from the Xen console, relayed stub panics are not the harness's", () => {
@@ -28,6 +28,19 @@ test("console parser: results, times, CRLF from the Xen console, relayed stub pa
 
   expect(parseConsole("E2E PASS xl-create\n").abnormal).toBe("dom0 never printed E2E DONE");
   expect(parseConsole("[ 3.9] Kernel panic - not syncing: VFS\nE2E DONE\n").abnormal).toMatch(/Kernel panic/);
+});
+
+test("fault counts: kernel fault lines of dom0 and (relayed) of the stub domain, failed dom0 stress runs", () => {
+  const log = [
+    "[   25.1] exe[348]: segfault at 8 ip 0000000000433f4b sp 00007ffd62369420 error 4 in busybox[401000+184000]",
+    "STUB| [   20.1] traps: stubdom-init[1] general protection fault ip:7f813db6d680 sp:7ffe409370b0 error:0",
+    "STUB| [   20.2] traps: stubdom-init[1] trap invalid opcode ip:3974ea2 sp:7ffe40936320 error:0 in stubdom-init[1a40000+4e0a000]",
+    "E2E INFO bun-stress guest-running plain rc=134 Aborted",
+    "E2E INFO bun-stress guest-running worker rc=0 bun-stress ok",
+    "STUB| [   12.0] info  QEMU ready (pid 88)",
+  ].join("\n");
+  const f = faultCounts(log);
+  expect([f.dom0, f.stub, f.stress]).toEqual([1, 2, 1]);
 });
 
 test("failures(): a required check with no line is a failure, not a silent pass", () => {

@@ -25,11 +25,15 @@ export interface NestedXenOptions {
    * "bunstress": a Bun program with nothing Xen-specific (bun-stress.js) in dom0, before and
    * while the guest runs, to tell the platform's faults from ours.
    */
-  mode?: "full" | "create" | "relay" | "bunstress";
-  /** For mode "relay": how many clients (default 200). */
+  mode?: "full" | "create" | "relay" | "bunstress" | "soak";
+  /** For mode "relay": how many clients (default 200); for "soak": how many seconds. */
   relayClients?: number;
   /** The agent logs at debug level (stubdomain_cmdline stubdom.loglevel=debug). */
   agentDebug?: boolean;
+  /** Pause the HVM guest's vCPU once `xl create` returns (platform measurements). */
+  pauseGuest?: boolean;
+  /** Extra words (no spaces, commas or +) for the stub domain's kernel command line. */
+  stubCmdline?: string[];
   /** dist/stubdom-init, copied into dom0 for `stubdom-init status` (ours only). */
   agent?: string;
   timeoutMs?: number;
@@ -74,6 +78,16 @@ export const OUTER_CPU = "max,-smap,-fsgsbase";
  */
 export function outerAccel(): string {
   return process.env.E2E_TCG === "single" ? "tcg,thread=single" : "tcg";
+}
+
+/** Xen's command line: XEN_CMDLINE plus E2E_XEN_EXTRA (platform measurements). */
+export function xenCmdline(): string {
+  return [XEN_CMDLINE, process.env.E2E_XEN_EXTRA].filter(Boolean).join(" ");
+}
+
+/** The outer emulator: Debian's qemu-system-x86_64 unless E2E_QEMU names another (platform measurements). */
+export function outerQemu(): string {
+  return process.env.E2E_QEMU || "qemu-system-x86_64";
 }
 
 /** The outer CPU model: OUTER_CPU unless E2E_CPU names another (platform measurements). */
@@ -150,12 +164,14 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
       ...(opts.stubMemory !== undefined ? [`e2e.mem=${opts.stubMemory}`] : []),
       ...(opts.relayClients !== undefined ? [`e2e.count=${opts.relayClients}`] : []),
       ...(opts.agentDebug ? ["e2e.debug=1"] : []),
+      ...(opts.pauseGuest ? ["e2e.pause=1"] : []),
+      ...(opts.stubCmdline?.length ? [`e2e.stubcmd=${opts.stubCmdline.join("+")}`] : []),
     ].join(" ");
     const timeoutS = Math.ceil((opts.timeoutMs ?? 420_000) / 1000);
     const qemu = [
-      "qemu-system-x86_64", "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
+      outerQemu(), "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-      "-kernel", outer.xen, "-append", XEN_CMDLINE,
+      "-kernel", outer.xen, "-append", xenCmdline(),
       // Multiboot modules are comma-separated; a module's command line follows its path.
       "-initrd", `${outer.dom0Kernel} ${dom0Cmdline},${initrd}`,
     ];

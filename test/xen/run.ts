@@ -1,6 +1,6 @@
 // `make e2e-xen`: one nested-Xen end-to-end run against a pair of stub domain images.
 //
-//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--relay N] [--bun-stress] [--debug] [--log FILE]
+//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildBaselineImages } from "../bench/baseline/image.ts";
-import { bootNestedXen, faultCounts, findMemoryFloor, outerAccel, outerCpu, outerSmp, type ImageKind, type NestedXenRun } from "./harness.ts";
+import { bootNestedXen, faultCounts, findMemoryFloor, outerAccel, outerQemu, outerCpu, outerSmp, xenCmdline, type ImageKind, type NestedXenRun } from "./harness.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -81,18 +81,24 @@ async function main(argv: string[]): Promise<number> {
     return r.floor === undefined ? 1 : 0;
   }
   const mem = memoryFor(kind);
+  const soakArg = arg("--soak");
+  const soakSeconds = soakArg === undefined ? undefined : Number(soakArg);
+  if (soakSeconds !== undefined && !(Number.isInteger(soakSeconds) && soakSeconds > 0)) throw new Error(`--soak ${soakArg}: expected seconds`);
   const relay = arg("--relay");
   const relayClients = relay === undefined ? undefined : Number(relay);
   if (relayClients !== undefined && !(Number.isInteger(relayClients) && relayClients > 0)) throw new Error(`--relay ${relay}: expected a number of clients`);
   console.log(
-    `e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"} outer accel ${outerAccel()} cpu ${outerCpu()} smp ${outerSmp()}` +
+    `e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"} outer ${outerQemu()} accel ${outerAccel()} cpu ${outerCpu()} smp ${outerSmp()}; Xen: ${xenCmdline()}` +
       (relayClients ? `; ${relayClients} relay clients` : ""),
   );
   const r = await bootNestedXen({
     kind, ...images, stubMemory: mem,
     ...(relayClients ? { mode: "relay" as const, relayClients, timeoutMs: 420_000 + relayClients * 30_000 } : {}),
     ...(argv.includes("--bun-stress") ? { mode: "bunstress" as const, timeoutMs: 900_000 } : {}),
+    ...(soakSeconds ? { mode: "soak" as const, relayClients: soakSeconds, timeoutMs: 600_000 + soakSeconds * 1500 } : {}),
     agentDebug: argv.includes("--debug"),
+    pauseGuest: argv.includes("--pause-guest"),
+    stubCmdline: arg("--stub-cmdline")?.split(" ").filter(Boolean),
     onLine: argv.includes("--verbose") ? (l) => console.log(l) : undefined,
   });
   const logFile = arg("--log") ?? join(root, ".cache", "xen-e2e", `last-${kind}.log`);
@@ -103,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
   const faults = faultCounts(r.log);
   console.log(`faults: dom0 ${faults.dom0}, stub domain ${faults.stub}; dom0 stress runs failed: ${faults.stress}`);
   for (const l of faults.lines) console.log(`  ${l.slice(0, 200)}`);
-  const bad = failures(kind, r, relayClients ? ["xl-create", "relay-clients", "relay-rss", "destroy-clean"] : argv.includes("--bun-stress") ? ["xl-create", "destroy-clean"] : undefined);
+  const bad = failures(kind, r, relayClients ? ["xl-create", "relay-clients", "relay-rss", "destroy-clean"] : argv.includes("--bun-stress") ? ["xl-create", "destroy-clean"] : soakSeconds ? ["xl-create", "soak-relay", "soak-rss", "destroy-clean"] : undefined);
   for (const b of bad) console.log(`FAILED ${b}`);
   return bad.length === 0 ? 0 : 1;
 }
