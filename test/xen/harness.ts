@@ -7,6 +7,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { E2E_CACHE, buildOuterImages, writeRunInitramfs } from "./dom0.ts";
+import { debian13Qemu } from "./outer-qemu.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -85,9 +86,16 @@ export function xenCmdline(): string {
   return [XEN_CMDLINE, process.env.E2E_XEN_EXTRA].filter(Boolean).join(" ");
 }
 
-/** The outer emulator: Debian's qemu-system-x86_64 unless E2E_QEMU names another (platform measurements). */
+/**
+ * The outer emulator: the host's (Debian 12) qemu-system-x86_64, unless E2E_QEMU names
+ * another: a path, or `debian13` for Debian 13's QEMU 10 (outer-qemu.ts).
+ */
 export function outerQemu(): string {
   return process.env.E2E_QEMU || "qemu-system-x86_64";
+}
+
+async function outerQemuBinary(): Promise<string> {
+  return outerQemu() === "debian13" ? await debian13Qemu() : outerQemu();
 }
 
 /** The outer CPU model: OUTER_CPU unless E2E_CPU names another (platform measurements). */
@@ -169,7 +177,7 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     ].join(" ");
     const timeoutS = Math.ceil((opts.timeoutMs ?? 420_000) / 1000);
     const qemu = [
-      outerQemu(), "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
+      await outerQemuBinary(), "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
       "-kernel", outer.xen, "-append", xenCmdline(),
       // Multiboot modules are comma-separated; a module's command line follows its path.
