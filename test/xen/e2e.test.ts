@@ -30,7 +30,7 @@ test("console parser: results, times, CRLF from the Xen console, relayed stub pa
   expect(parseConsole("[ 3.9] Kernel panic - not syncing: VFS\nE2E DONE\n").abnormal).toMatch(/Kernel panic/);
 });
 
-test("fault counts: kernel fault lines of dom0 and (relayed) of the stub domain, failed dom0 stress runs", () => {
+test("fault counts: kernel fault lines, a shell's and Bun's crash reports, of dom0 and (relayed) of the stub domain; failed dom0 stress runs", () => {
   const log = [
     "[   25.1] exe[348]: segfault at 8 ip 0000000000433f4b sp 00007ffd62369420 error 4 in busybox[401000+184000]",
     "STUB| [   20.1] traps: stubdom-init[1] general protection fault ip:7f813db6d680 sp:7ffe409370b0 error:0",
@@ -38,9 +38,12 @@ test("fault counts: kernel fault lines of dom0 and (relayed) of the stub domain,
     "E2E INFO bun-stress guest-running plain rc=134 Aborted",
     "E2E INFO bun-stress guest-running worker rc=0 bun-stress ok",
     "STUB| [   12.0] info  QEMU ready (pid 88)",
+    "/e2e/dom0-test.sh: line 9: 412 Segmentation fault      xl list",
+    "STUB| ============================================================",
+    "STUB| panic(main thread): Segmentation fault at address 0x10",
   ].join("\n");
   const f = faultCounts(log);
-  expect([f.dom0, f.stub, f.stress]).toEqual([1, 2, 1]);
+  expect([f.dom0, f.stub, f.stress]).toEqual([2, 3, 1]);
 });
 
 test("failures(): a required check with no line is a failure, not a silent pass", () => {
@@ -61,38 +64,33 @@ async function nestedRun(kind: "ours" | "baseline") {
   return { r, bad };
 }
 
+/**
+ * Every required check passed, and no process of dom0 or of the stub domain was killed by a
+ * fault: under nested TCG with lazy FPU switching they died at random (test/xen/README.md,
+ * Platform); with Xen's eager switching none did, so one now is a bug to look at, ours or not.
+ */
+function expectClean(kind: "ours" | "baseline", r: Awaited<ReturnType<typeof nestedRun>>["r"], bad: string[]) {
+  expect(r.abnormal).toBeUndefined();
+  expect(bad, `${kind}: ${bad.join("; ")}`).toEqual([]);
+  for (const check of REQUIRED[kind]) expect(r.results.find((x) => x.check === check)?.status, check).toBe("PASS");
+  expect(faultCounts(r.log).lines).toEqual([]);
+  expect(r.times["xl-create-ms"]).toBeGreaterThan(0);
+}
+
 test(
-  "baseline stub domain: xl create, QMP through the vchan, xl destroy leaves nothing",
+  "baseline stub domain: xl create, QMP through the vchan, the guest's frames on the bridge, xl destroy leaves nothing",
   async () => {
-    const { r } = await nestedRun("baseline");
-    // nic-frames is printed but not asserted here: under QEMU 7.2 TCG, dom0 programs sometimes
-    // segfault once the HVM guest runs (README.md, "Known problems"), and the bridge poll is
-    // where that lands most often. `make e2e-xen-baseline` asserts it.
-    expect(r.abnormal).toBeUndefined();
-    for (const check of ["xl-create", "qmp-vchan", "destroy-clean"]) {
-      expect(r.results.find((x) => x.check === check)?.status, check).toBe("PASS");
-    }
-    expect(REQUIRED.baseline).toContain("nic-frames");
-    expect(r.times["xl-create-ms"]).toBeGreaterThan(0);
+    const { r, bad } = await nestedRun("baseline");
+    expectClean("baseline", r, bad);
   },
   30 * 60_000,
 );
 
 test(
-  "our stub domain: xl create (QEMU running inside, QMP cont through our vchan), clean destroy; every check printed",
+  "our stub domain: xl create, status, QMP through our vchan relay, NIC frames, QEMU crash -> guest destroyed and seen by status --watch, clean destroy",
   async () => {
     const { r, bad } = await nestedRun("ours");
-    // Asserted here: our image boots under the real xl with libxl's dm-argv, QEMU runs inside
-    // it and QMP `cont` passes our vchan relay (xl-create), and nothing is left behind. The
-    // other checks are printed and asserted by `make e2e-xen` only: under nested TCG, Bun
-    // processes in Xen PV domains die at random (dom0's `status` in most runs, the agent itself
-    // in about 1 boot of 6, always after xl create; never in the development VM), which
-    // test/xen/README.md, Known problems, details. A CI verdict must not hang on that.
-    expect(r.abnormal).toBeUndefined();
-    for (const check of ["xl-create", "destroy-clean"]) {
-      expect(r.results.find((x) => x.check === check)?.status, `${check}: ${bad.join("; ")}`).toBe("PASS");
-    }
-    expect(r.results.map((x) => x.check)).toEqual(expect.arrayContaining(REQUIRED.ours));
+    expectClean("ours", r, bad);
   },
   30 * 60_000,
 );
