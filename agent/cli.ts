@@ -10,8 +10,13 @@ export interface Command {
 export const commands: Record<string, Command> = {
   status: {
     summary: "show the health of stub domains (dom0 side)",
-    usage: "status [GUEST_DOMID...|--all] [--json] [--watch]",
+    usage: "status [GUEST_DOMID...|--all] [--json|--prometheus] [--watch]",
     load: () => import("./health/cli.ts"),
+  },
+  exporter: {
+    summary: "serve stub domain health as Prometheus metrics over HTTP (dom0 side)",
+    usage: "exporter --listen ADDR:PORT",
+    load: () => import("./health/exporter.ts"),
   },
   config: {
     summary: "read and validate a stub domain's configuration from xenstore",

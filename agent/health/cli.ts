@@ -1,20 +1,24 @@
-// `stubdom-init status [GUEST_DOMID...|--all] [--json] [--watch]`, run in dom0. Exit status:
-// 0 when every stub domain shown reports fresh, valid keys and is neither crashed nor failed;
-// 1 otherwise (also when none is found or xenstore is unreachable); 2 for a usage error, so a
-// monitoring script can use it as is. libxenstore picks the connection (XENSTORED_PATH).
+// `stubdom-init status [GUEST_DOMID...|--all] [--json|--prometheus] [--watch]`, run in dom0.
+// Exit status: 0 when every stub domain shown reports fresh, valid keys and is neither crashed
+// nor failed; 1 otherwise (also when none is found or xenstore is unreachable); 2 for a usage
+// error, so a monitoring script can use it as is. With --prometheus, 0 whenever the snapshot was
+// written (health is in the metrics). libxenstore picks the connection (XENSTORED_PATH).
 import { parseArgs } from "node:util";
 import type { XenStore } from "../xenstore/types.ts";
 import { collectReports, systemClock, type Selection, type StubReport } from "./reader.ts";
+import { guestNames, renderPrometheus } from "./prometheus.ts";
 import { renderJson, renderTable } from "./render.ts";
 import { escapeText } from "./sanitize.ts";
 import { MAX_DOMID } from "./schema.ts";
 import { watchStatus, type StatusFrame } from "./watch.ts";
 
-const USAGE = "usage: stubdom-init status [GUEST_DOMID...|--all] [--json] [--watch]\n";
+const USAGE = "usage: stubdom-init status [GUEST_DOMID...|--all] [--json|--prometheus] [--watch]\n";
 
 export interface StatusArgs {
   selection: Selection;
   json: boolean;
+  /** The Prometheus text format (for node_exporter's textfile collector); not with --watch. */
+  prometheus: boolean;
   watch: boolean;
 }
 
@@ -23,7 +27,7 @@ export function parseStatusArgs(argv: string[]): StatusArgs | { error: string } 
   try {
     parsed = parseArgs({
       args: argv,
-      options: { all: { type: "boolean" }, json: { type: "boolean" }, watch: { type: "boolean" } },
+      options: { all: { type: "boolean" }, json: { type: "boolean" }, prometheus: { type: "boolean" }, watch: { type: "boolean" } },
       allowPositionals: true,
       strict: true,
     });
@@ -37,8 +41,10 @@ export function parseStatusArgs(argv: string[]): StatusArgs | { error: string } 
     if (!guests.includes(Number(p))) guests.push(Number(p));
   }
   if (values.all && guests.length > 0) return { error: "give guest domids or --all, not both" };
+  if (values.prometheus && values.json) return { error: "give --json or --prometheus, not both" };
+  if (values.prometheus && values.watch) return { error: "--prometheus is one snapshot (`stubdom-init exporter` serves a watched one)" };
   const selection: Selection = guests.length > 0 ? { all: false, guests } : { all: true };
-  return { selection, json: values.json === true, watch: values.watch === true };
+  return { selection, json: values.json === true, prometheus: values.prometheus === true, watch: values.watch === true };
 }
 
 function healthy(r: StubReport): boolean {
@@ -72,6 +78,13 @@ export async function run(argv: string[]): Promise<number> {
   try {
     if (!args.watch) {
       const r = collectReports(xs, args.selection, systemClock);
+      if (args.prometheus) {
+        process.stdout.write(renderPrometheus(r.reports, { clock: systemClock, names: guestNames(xs, r.reports) }));
+        // The exposition has no place for notes; they go where a person running it sees them.
+        for (const n of r.notes) process.stderr.write(`stubdom-init status: ${n}\n`);
+        // Health is in the metrics; exit 0 says the snapshot is whole, so `> tmp && mv` works.
+        return 0;
+      }
       process.stdout.write(renderFrame({ reports: r.reports, notes: r.notes }, args.json));
       return r.reports.length > 0 && r.reports.every(healthy) ? 0 : 1;
     }

@@ -33,6 +33,8 @@ export interface StatusWatchOptions {
    * is still drawn well within 100 ms.
    */
   minGapMs?: number;
+  /** Where the heartbeat observations are kept; given by a caller that renders them too (the exporter). */
+  seen?: Map<number, HeartbeatSeen>;
 }
 
 export interface StatusWatch {
@@ -46,7 +48,7 @@ export function watchStatus(opts: StatusWatchOptions): StatusWatch {
   const minGapMs = opts.minGapMs ?? 25;
   let lastRefresh = -Infinity;
   const token = `stubdom-status-${crypto.randomUUID()}`;
-  const seen = new Map<number, HeartbeatSeen>();
+  const seen = opts.seen ?? new Map<number, HeartbeatSeen>();
   const watched = new Set<string>();
   let settle: ReturnType<typeof setTimeout> | undefined;
   let deadline: ReturnType<typeof setTimeout> | undefined;

@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { measureCrashDetect, measureIdleWrites } from "./crash.ts";
+import { measureExporterScrape } from "./exporter.ts";
 import { nestedXen } from "./nested.ts";
 import { rootfsSize } from "./rootfs.ts";
 import { measureAgentRss } from "./rss.ts";
@@ -43,6 +44,7 @@ const FIELDS = {
   crash_detect_ms_p50: { unit: "ms" },
   crash_detect_ms_p99: { unit: "ms", goal: { max: 50 } },
   xenstore_writes_per_min_steady: { unit: "/min", goal: { max: 12 } },
+  exporter_scrape_ms: { unit: "ms" },
 } as const satisfies Record<string, { unit: string; goal?: { max: number } | { min: number } }>;
 
 export type Field = keyof typeof FIELDS;
@@ -103,6 +105,14 @@ const measurements: Measurement[] = [
         values: { xenstore_writes_per_min_steady: round(r.perMinute, 1) },
         samples: { idle_writes: r.writes, idle_window_s: round(r.seconds) },
       };
+    },
+  },
+  {
+    name: "exporter scrape (100 stub domains in the wire server, host)",
+    fields: ["exporter_scrape_ms"],
+    async run(quick) {
+      const ms = await measureExporterScrape(quick ? 5 : 50);
+      return { values: { exporter_scrape_ms: round(median(ms)) }, samples: { exporter_scrape_ms: ms.map((x) => round(x)) } };
     },
   },
   {

@@ -1,5 +1,6 @@
 // Shared set-up for the health tests: a store laid out the way libxl leaves it for guest G and
 // stub domain S, a controllable clock, and a logger that keeps its lines.
+import { createHealthWriter, type HealthSources, type HealthWriter } from "../../agent/health/writer.ts";
 import { createLogger, type Logger } from "../../agent/log.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import type { XenStoreAdmin } from "../../agent/xenstore/types.ts";
@@ -74,3 +75,8 @@ export function manualTimer(): { every: (ms: number, fn: () => void) => () => vo
 }
 
 export const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** The real writer as stub domain STUB on `stub`, on the test's clock and hand-fired timer. */
+export function testWriter(stub: XenStoreAdmin, clock: TestClock, every: ReturnType<typeof manualTimer>["every"], sources: Partial<HealthSources>, intervalMs?: number): HealthWriter {
+  return createHealthWriter({ xs: stub, domid: STUB, log: memLogger().log, clock: clock.boot, wallClock: clock.wall, every, sources, ...(intervalMs ? { intervalMs } : {}) });
+}

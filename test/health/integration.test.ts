@@ -7,6 +7,7 @@ import { healthDir } from "../../agent/health/schema.ts";
 import { createHealthWriter, type HealthWriter } from "../../agent/health/writer.ts";
 import { openXenStore, type FfiXenStore } from "../../ffi/xenstore.ts";
 import { BUN, ROOT, startServer, type ServerProc } from "../xenstore/harness.ts";
+import { parseExposition, sampleOf } from "./exposition.ts";
 import { GUEST, layOut, memLogger, STUB } from "./helpers.ts";
 
 let server: ServerProc;
@@ -64,6 +65,11 @@ describe("health through libxenstore and the wire server", () => {
     const table = await status(["--all"]);
     expect(table.code).toBe(0);
     expect(table.out).toMatch(new RegExp(`^${STUB} +${GUEST} +ok +running `, "m"));
+    const prom = await status(["--all", "--prometheus"]);
+    expect(prom.code).toBe(0);
+    const { samples } = parseExposition(prom.out);
+    expect(sampleOf(samples, "xen_stubdom_up", { stub_domid: String(STUB), guest_domid: String(GUEST) })).toBe(1);
+    expect(sampleOf(samples, "xen_stubdom_phase", { stub_domid: String(STUB), phase: "running" })).toBe(1);
   });
 
   test("the stub domain cannot write outside its data directory; dom0 still reads its report", async () => {

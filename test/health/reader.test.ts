@@ -2,9 +2,8 @@ import { describe, expect, test } from "vitest";
 import { collectReports, findStubdom, readReport, type HeartbeatSeen, type ReaderClock } from "../../agent/health/reader.ts";
 import { renderJson, renderTable } from "../../agent/health/render.ts";
 import { healthDir } from "../../agent/health/schema.ts";
-import { createHealthWriter } from "../../agent/health/writer.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
-import { GUEST, libxlLayout, manualTimer, memLogger, STUB, testClock } from "./helpers.ts";
+import { GUEST, libxlLayout, manualTimer, STUB, testClock, testWriter } from "./helpers.ts";
 
 const BASE = healthDir(STUB);
 const INTERVAL = 5000;
@@ -13,34 +12,25 @@ function world() {
   const { dom0, stub } = libxlLayout();
   const clock = testClock();
   const timer = manualTimer();
-  const w = createHealthWriter({
-    xs: stub,
-    domid: STUB,
-    log: memLogger().log,
-    clock: clock.boot,
-    wallClock: clock.wall,
-    every: timer.every,
-    intervalMs: INTERVAL,
-    sources: {
-      memory: () => ({ totalKib: 118_204, availableKib: 61_032 }),
-      agentRss: () => ({ rssKib: 31_744, anonKib: 12_288 }),
-      qemuRss: () => ({ rssKib: 27_648, anonKib: 11_264 }),
-      nics: () => [
-        {
-          name: "eth0",
-          tap: "vif4.0-emu",
-          link: "up",
-          rx_packets: 1021,
-          rx_bytes: 1_250_000,
-          rx_dropped: 0,
-          tx_packets: 998,
-          tx_bytes: 81_000,
-          tx_dropped: 2,
-          spoofed_dropped: 3,
-        },
-      ],
-    },
-  });
+  const w = testWriter(stub, clock, timer.every, {
+    memory: () => ({ totalKib: 118_204, availableKib: 61_032 }),
+    agentRss: () => ({ rssKib: 31_744, anonKib: 12_288 }),
+    qemuRss: () => ({ rssKib: 27_648, anonKib: 11_264 }),
+    nics: () => [
+      {
+        name: "eth0",
+        tap: "vif4.0-emu",
+        link: "up",
+        rx_packets: 1021,
+        rx_bytes: 1_250_000,
+        rx_dropped: 0,
+        tx_packets: 998,
+        tx_bytes: 81_000,
+        tx_dropped: 2,
+        spoofed_dropped: 3,
+      },
+    ],
+  }, INTERVAL);
   let mono = 0;
   const reader: ReaderClock & { advance(ms: number): void; skew: number } = {
     skew: 0,
