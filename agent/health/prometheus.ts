@@ -101,8 +101,12 @@ export function renderPrometheus(reports: StubReport[], opts: PrometheusOptions)
     g("xen_stubdom_phase_age_seconds", "Time spent in the current phase at the last report.", up !== undefined && since !== undefined ? (up - since) / 1000 : undefined);
     c("xen_stubdom_heartbeats_total", "Reports the stub domain has written.", ok(f.heartbeat));
     g("xen_stubdom_heartbeat_age_seconds", "Time since the last report, by this reader's observation or else the writer's wall clock.", heartbeatAge(r, opts));
-    for (const [name, ms] of Object.entries(ok(f.boot_ms) ?? {})) {
-      g("xen_stubdom_boot_phase_seconds", "When each boot phase of the agent finished, since the stub kernel started.", sec(ms), { boot_phase: name });
+    // Phases in the order they finished; each lasted from the end of the one before (or boot).
+    let prev = 0;
+    for (const [name, ms] of Object.entries(ok(f.boot_ms) ?? {}).sort((a, b) => a[1] - b[1])) {
+      g("xen_stubdom_boot_phase_end_seconds", "When each boot phase of the agent finished, since the stub kernel started.", sec(ms), { boot_phase: name });
+      g("xen_stubdom_boot_phase_duration_seconds", "How long each boot phase of the agent took (from the end of the one before).", sec(ms - prev), { boot_phase: name });
+      prev = ms;
     }
     g("xen_stubdom_agent_overhead_seconds", "From PID 1's entry to QEMU's execve.", sec(ok(f.agent_overhead_ms)));
 

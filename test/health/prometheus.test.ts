@@ -27,10 +27,14 @@ async function promtool(text: string): Promise<{ code: number; out: string }> {
 describe("status --prometheus rendering", () => {
   test("a running stub domain: up, its phase, boot phases, QEMU, memory and NIC counters in base units", async () => {
     const t = await healthy();
+    t.w.bootPhase("mounts", 300);
+    t.w.bootPhase("network", 700);
+    t.w.flush();
     t.dom0.write(`/local/domain/${GUEST}/name`, "web");
     const r = t.read();
     const text = renderPrometheus([r], { clock: t.reader, names: guestNames(t.dom0, [r]) });
     const { samples, types } = parseExposition(text);
+    expect(sampleOf(samples, "xen_stubdom_boot_phase_duration_seconds", { ...id, boot_phase: "network" })).toBe(0.4);
     expect(sampleOf(samples, "xen_stubdom_up", id)).toBe(1);
     expect(sampleOf(samples, "xen_stubdom_health", { ...id, health: "ok" })).toBe(1);
     expect(sampleOf(samples, "xen_stubdom_phase", { ...id, phase: "running" })).toBe(1);
@@ -43,6 +47,11 @@ describe("status --prometheus rendering", () => {
     expect(sampleOf(samples, "xen_stubdom_nic_receive_bytes_total", { ...id, nic: "0", interface: "eth0" })).toBe(2);
     expect(sampleOf(samples, "xen_stubdom_heartbeat_age_seconds", id)).toBe(0);
     expect(sampleOf(samples, "xen_stubdom_invalid_values", id)).toBe(0);
+    const ends = samples.filter((x) => x.name === "xen_stubdom_boot_phase_end_seconds");
+    const durations = samples.filter((x) => x.name === "xen_stubdom_boot_phase_duration_seconds");
+    expect(ends.length).toBeGreaterThan(0);
+    expect(durations.map((x) => x.labels.boot_phase)).toEqual(ends.map((x) => x.labels.boot_phase));
+    expect(durations.reduce((a, x) => a + x.value, 0)).toBeCloseTo(Math.max(...ends.map((x) => x.value)), 6);
     expect(sampleOf(samples, "xen_stubdom_exporter_info", { health_schema: "1" })).toBe(1);
     expect(types.get("xen_stubdom_heartbeats_total")).toBe("counter");
     expect(types.get("xen_stubdom_up")).toBe("gauge");
@@ -61,12 +70,16 @@ describe("status --prometheus rendering", () => {
     expect(sampleOf(crashed, "xen_stubdom_qemu_up", ids)).toBe(0);
     expect(sampleOf(crashed, "xen_stubdom_qemu_exits_total", ids)).toBe(1);
     expect(sampleOf(crashed, "xen_stubdom_qemu_last_exit_info", { ...ids, signal: "SIGSEGV", code: "" })).toBe(1);
+    const crashedCheck = await promtool(renderPrometheus([t.read()], { clock: t.reader }));
+    expect(crashedCheck, crashedCheck.out).toEqual({ code: 0, out: "" });
     t.w.stop();
     t.clock.advance(60_000);
     const stale = parseExposition(renderPrometheus([t.read()], { clock: t.reader })).samples;
     expect(sampleOf(stale, "xen_stubdom_up", ids)).toBe(0);
     expect(sampleOf(stale, "xen_stubdom_health", { ...ids, health: "stale" })).toBe(1);
     expect(sampleOf(stale, "xen_stubdom_heartbeat_age_seconds", ids)).toBe(60);
+    const staleCheck = await promtool(renderPrometheus([t.read()], { clock: t.reader }));
+    expect(staleCheck, staleCheck.out).toEqual({ code: 0, out: "" });
   });
 
   test("label values are escaped: quotes, backslashes, newlines and terminal escapes in a guest's name", async () => {
@@ -86,10 +99,13 @@ describe("hostile reports give a valid exposition", () => {
     const t = await healthy();
     c.tamper(t.dom0);
     const r = t.read();
-    const { samples } = parseExposition(renderPrometheus([r], { clock: t.reader }));
+    const text = renderPrometheus([r], { clock: t.reader });
+    const { samples } = parseExposition(text);
     const ids = { guest: "", guest_domid: String(GUEST), stub_domid: String(STUB) };
     expect(sampleOf(samples, "xen_stubdom_up", ids)).toBe(c.health === "ok" ? 1 : 0);
     expect(sampleOf(samples, "xen_stubdom_health", { ...ids, health: c.health })).toBe(1);
+    const check = await promtool(text);
+    expect(check, check.out).toEqual({ code: 0, out: "" });
   });
 
   test("two NICs with one name, random bytes in every key: never a repeated series nor a broken line", async () => {
