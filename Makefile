@@ -9,9 +9,9 @@ DESTDIR ?=
 APT_PACKAGES := ca-certificates cpio zstd xz-utils squashfs-tools busybox iproute2 iperf3 \
 	qemu-system-x86 qemu-utils xenstore-utils libxenstore4 gcc libc6-dev \
 	kmod binutils
-APT_PACKAGES += libxendevicemodel1 libxenmisc4.17
+APT_PACKAGES += libxendevicemodel1 libxenmisc4.17 lintian
 
-.PHONY: deps build test run smoke bench install clean typecheck
+.PHONY: deps build test run smoke bench install deb clean typecheck
 
 deps: .cache/deps.stamp
 .cache/deps.stamp: Makefile package.json package-lock.json
@@ -57,10 +57,17 @@ e2e-xen-baseline: deps
 soak-xen: build
 	$(BUN) test/xen/run.ts --images ours --soak $${SOAK_SECONDS:-1200}
 
+# The images go where Debian's libxl looks for them: its firmware directory, read from the
+# libxenlight the image is built against (agent/build/deb.ts), as in the package.
 install: build
-	install -D -m 0644 dist/qemu-stubdom-linux-kernel $(DESTDIR)/usr/lib/xen/boot/qemu-stubdom-linux-kernel
-	install -D -m 0644 dist/qemu-stubdom-linux-rootfs $(DESTDIR)/usr/lib/xen/boot/qemu-stubdom-linux-rootfs
+	fw=$$($(BUN) agent/build/deb.ts --firmware-dir) && \
+	install -D -m 0644 dist/qemu-stubdom-linux-kernel $(DESTDIR)$$fw/qemu-stubdom-linux-kernel && \
+	install -D -m 0644 dist/qemu-stubdom-linux-rootfs $(DESTDIR)$$fw/qemu-stubdom-linux-rootfs
 	install -D -m 0755 dist/stubdom-init $(DESTDIR)/usr/bin/stubdom-init
+
+# dist/xen-stubdom-init_<version>_amd64.deb (reproducible: SOURCE_DATE_EPOCH, default the last commit).
+deb: build
+	$(BUN) agent/build/deb.ts
 
 # Keeps .cache/debs and .cache/pkgs (downloads); removes build outputs and intermediates.
 clean:

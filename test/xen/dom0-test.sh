@@ -27,8 +27,12 @@ losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
   echo 'vcpus=1'
   echo 'device_model_version="qemu-xen"'
   echo 'device_model_stubdomain_override=1'
-  echo 'stubdomain_kernel="/e2e/stub-kernel"'
-  echo 'stubdomain_ramdisk="/e2e/stub-rootfs"'
+  # Installed as the package does (libxl's firmware directory): no image lines, as an
+  # administrator's xl.cfg. Otherwise (the baseline) the images are named.
+  if ! ls /usr/lib/xen-*/boot/qemu-stubdom-linux-kernel > /dev/null 2>&1; then
+    echo 'stubdomain_kernel="/e2e/stub-kernel"'
+    echo 'stubdomain_ramdisk="/e2e/stub-rootfs"'
+  fi
   [ -n "$mem" ] && echo "stubdomain_memory=$mem"
   [ -n "$stubcmd" ] && echo "stubdomain_cmdline=\"$stubcmd\"" 
   echo "vif=[\"bridge=xenbr0,mac=$mac,model=rtl8139\"]"
@@ -37,7 +41,7 @@ losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
   echo 'vnc=0'
   echo 'on_crash="destroy"'
 } > /e2e/guest.cfg
-echo "E2E INFO config kind=$kind stubdomain_memory=${mem:-default}"
+echo "E2E INFO config kind=$kind stubdomain_memory=${mem:-default} images=$(grep -q stubdomain_kernel /e2e/guest.cfg && echo named || echo 'libxl firmware directory')"
 
 # A Bun program with nothing Xen-specific in it (bun-stress.js), several times, 20 s each, in
 # dom0: a signal that kills it is the platform's doing, not the agent's.

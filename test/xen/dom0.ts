@@ -146,12 +146,22 @@ export async function buildOuterImages(opts: { progress?: (line: string) => void
  */
 export async function writeRunInitramfs(
   out: string,
-  opts: { dom0Initramfs: string; stubKernel: string; stubRootfs: string; agent?: string; extraFiles?: Record<string, string> },
+  opts: {
+    dom0Initramfs: string; stubKernel: string; stubRootfs: string; agent?: string; extraFiles?: Record<string, string>;
+    /**
+     * Install the images as the package does, in libxl's firmware directory (agent/build/deb.ts),
+     * so that the guest's xl.cfg names none; otherwise they are /e2e/stub-{kernel,rootfs}.
+     */
+    firmwareDir?: string;
+  },
 ): Promise<void> {
   const fs = new Rootfs();
   for (const [path, file] of Object.entries(opts.extraFiles ?? {})) fs.file(path, { file }, 0o644);
-  fs.file("e2e/stub-kernel", { file: opts.stubKernel }, 0o644);
-  fs.file("e2e/stub-rootfs", { file: opts.stubRootfs }, 0o644);
+  const [kernel, rootfs] = opts.firmwareDir
+    ? [`${opts.firmwareDir.replace(/^\//, "")}/qemu-stubdom-linux-kernel`, `${opts.firmwareDir.replace(/^\//, "")}/qemu-stubdom-linux-rootfs`]
+    : ["e2e/stub-kernel", "e2e/stub-rootfs"];
+  fs.file(kernel, { file: opts.stubKernel }, 0o644);
+  fs.file(rootfs, { file: opts.stubRootfs }, 0o644);
   if (opts.agent) fs.file("usr/bin/stubdom-init", { file: opts.agent }, 0o755);
   const head = `${out}.head`;
   await writeCpioImage(fs.records, head, { compression: "none" });

@@ -7,6 +7,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { E2E_CACHE, buildOuterImages, writeRunInitramfs } from "./dom0.ts";
+import { xenFirmwareDir } from "../../agent/build/deb.ts";
 import { debian13Qemu } from "./outer-qemu.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
@@ -168,6 +169,8 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
   try {
     await writeRunInitramfs(initrd, {
       dom0Initramfs: outer.dom0Initramfs, stubKernel: opts.stubKernel, stubRootfs: opts.stubRootfs,
+      // Ours as the package installs it: xl.cfg then names no image (dom0-test.sh).
+      ...(opts.kind === "ours" ? { firmwareDir: await xenFirmwareDir(join(HERE, "../../.cache")) } : {}),
       agent: opts.kind === "ours" ? opts.agent : undefined,
       extraFiles: { "e2e/bun-stress.js": join(HERE, "bun-stress.js"), "e2e/relay-soak.js": await bundleRelaySoak(runDir) },
     });
