@@ -129,6 +129,13 @@ soak() {
   stub_id=$(xl domid $guest-dm)
   key() { xenstore-read /local/domain/$stub_id/data/stubdom/$1 2>/dev/null || echo '?'; }
   secs=${count:-1200}; t_end=$(( $(ms) + secs * 1000 )); t_sample=0; t_status=0
+  # The guest is paused: left running, its firmware gives up on DHCP and resets it every ~150 s,
+  # and xl then rebuilds the guest with a new stub domain (shutdown reason 1, seen in a 20-minute
+  # run), so no stub domain would live through a soak. QEMU keeps serving QMP, and dom0 sends an
+  # ARP request a second into the stub domain's NIC (dom0 -> netfront -> redirect -> tap -> QEMU).
+  xl pause $guest
+  ip addr add 10.99.0.1/24 dev xenbr0
+  arping -I xenbr0 -s 10.99.0.1 -w "$secs" 10.99.0.2 > /dev/null 2>&1 & arping_pid=$!
   sessions=0; qfail=0; sfail=0; first=; last=
   while [ "$(ms)" -lt "$t_end" ]; do
     if timeout 30 xl qemu-monitor-command $guest "info status" 2>&1 | grep -q running; then sessions=$((sessions + 1)); else qfail=$((qfail + 1)); fi
@@ -139,13 +146,15 @@ soak() {
     fi
     if [ "$now" -ge "$t_sample" ]; then
       last=$(key agent_rss_anon_kib); [ -z "$first" ] && [ $sessions -ge 10 ] && first=$last
-      rx=$(cat /sys/class/net/vif$stub_id.0/statistics/rx_packets 2>/dev/null)
-      echo "E2E INFO soak t=$(( (now - t_end) / 1000 + secs ))s sessions=$sessions qmp_failures=$qfail status_failures=$sfail agent_rss_anon_kib=$last qemu_rss_anon_kib=$(key qemu_rss_anon_kib) heartbeat=$(key heartbeat) vif_rx_packets=${rx:-?}"
+      tx=$(cat /sys/class/net/vif$stub_id.0/statistics/tx_packets 2>/dev/null)
+      echo "E2E INFO soak t=$(( (now - t_end) / 1000 + secs ))s sessions=$sessions qmp_failures=$qfail status_failures=$sfail agent_rss_anon_kib=$last qemu_rss_anon_kib=$(key qemu_rss_anon_kib) heartbeat=$(key heartbeat) vif_tx_packets=${tx:-?}"
       t_sample=$((now + 10000))
     fi
     sleep 2
   done
-  echo "E2E INFO soak summary: ${secs}s, $sessions QMP sessions, $qfail QMP failures, $sfail status failures, PID 1 RssAnon ${first:-?} -> $last KiB"
+  kill $arping_pid 2>/dev/null
+  echo "E2E INFO soak summary: ${secs}s, $sessions QMP sessions, $qfail QMP failures, $sfail status failures, PID 1 RssAnon ${first:-?} -> $last KiB, vif tx ${tx:-?} packets"
+  xl unpause $guest
   if [ $qfail = 0 ] && [ $sfail = 0 ]; then pass soak-relay "$sessions sessions, no failure"; else fail soak-relay "$qfail QMP and $sfail status failures in $sessions sessions"; fi
   case "$first$last" in
     *'?'*|'') fail soak-rss "no RssAnon in the health report (first ${first:-none}, last $last)" ;;
