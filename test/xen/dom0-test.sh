@@ -199,6 +199,8 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
     sleep 1
   done
   if [ $seen = 1 ]; then pass nic-frames "$(bridge fdb show br xenbr0 | grep -i "^$mac ")"; else fail nic-frames "no $mac on xenbr0"; fi
+  # The guest's CPU time tells a guest that never ran from one that ran and sent nothing.
+  xl list | sed 's/^/XL-LIST| /'
   for v in /sys/class/net/vif$stub_id.*; do
     [ -e "$v" ] && echo "E2E INFO counters $(basename $v) rx_packets=$(cat $v/statistics/rx_packets) tx_packets=$(cat $v/statistics/tx_packets)"
   done
