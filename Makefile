@@ -51,9 +51,9 @@ e2e-xen: build
 e2e-xen-baseline: deps
 	$(BUN) test/xen/run.ts --images baseline
 
-# Issue 16: 20 minutes of dom0 QMP clients every 2 s, dom0 status every 5 s and an ARP request a
-# second from dom0 into the stub domain's NIC, the guest paused (dom0-test.sh says why); PID 1's
-# RssAnon every 10 s (not in make test).
+# Issue 16: 20 minutes of dom0 QMP clients every 2 s and dom0 status every 5 s, the guest paused
+# (dom0-test.sh says why, and what became of the ARP traffic meant for its NIC); PID 1's RssAnon
+# every 10 s (not in make test).
 .PHONY: soak-xen
 soak-xen: build
 	$(BUN) test/xen/run.ts --images ours --soak $${SOAK_SECONDS:-1200}
