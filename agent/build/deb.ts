@@ -13,9 +13,9 @@
 // that runtime with the program appended.
 //
 // Usage: bun agent/build/deb.ts [--out DIR] | --firmware-dir
-import { chmod, copyFile, mkdir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { fetchPackages } from "./debian.ts";
+import { fetchPackages, run } from "./debian.ts";
 import { readElfSection } from "./elf.ts";
 
 /** The Debian package that carries libxenlight for the Xen release the images are built for. */
@@ -48,9 +48,8 @@ export async function xenFirmwareDir(cacheDir?: string): Promise<string> {
 
 /** The highest GLIBC_x.y symbol version a binary needs: its true libc6 dependency. */
 export async function glibcFloor(binary: string): Promise<string> {
-  const p = Bun.spawnSync(["objdump", "-T", binary], { stdout: "pipe", stderr: "pipe" });
-  if (p.exitCode !== 0) throw new DebError(`objdump -T ${binary}: ${p.stderr.toString().trim()}`);
-  const versions = [...p.stdout.toString().matchAll(/\(GLIBC_([0-9]+(?:\.[0-9]+)+)\)/g)].map((m) => m[1]!);
+  const symbols = await run(["objdump", "-T", binary], `reading the dynamic symbols of ${binary}`);
+  const versions = [...symbols.matchAll(/\(GLIBC_([0-9]+(?:\.[0-9]+)+)\)/g)].map((m) => m[1]!);
   if (versions.length === 0) throw new DebError(`${binary}: no GLIBC_ symbol versions`);
   const key = (v: string) => v.split(".").map(Number);
   return versions.sort((a, b) => {
@@ -71,12 +70,6 @@ export interface DebInputs {
   /** Source of the manual page (roff). */
   manpage: string;
   outDir: string;
-}
-
-async function run(argv: string[], what: string, env?: Record<string, string>): Promise<void> {
-  const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
-  const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new DebError(`${what} failed (${code}): ${err.trim()}`);
 }
 
 async function gzipTo(src: Uint8Array, dest: string): Promise<void> {
@@ -188,7 +181,7 @@ export async function buildDeb(i: DebInputs): Promise<string> {
     const out = join(i.outDir, `${PACKAGE}_${i.version}_${arch}.deb`);
     const tmp = `${out}.tmp-${process.pid}`;
     await run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z1", "--build", stage, tmp], "dpkg-deb --build", { SOURCE_DATE_EPOCH: String(i.epoch) });
-    await run(["mv", "-f", tmp, out], "mv");
+    await rename(tmp, out);
     return out;
   } finally {
     await rm(stage, { recursive: true, force: true });

@@ -82,10 +82,11 @@ export const DEFAULT_SKIP: readonly string[] = [
   "linux-initramfs-tool", "apparmor", "debconf-2.0", "usrmerge", "libc-bin", "readline-common",
 ];
 
-async function run(cmd: string[], what: string): Promise<string> {
+/** Runs a tool of the build; its stdout, or a DebianError with its stderr. `env` adds variables. */
+export async function run(cmd: string[], what: string, env: Record<string, string> = {}): Promise<string> {
   let proc;
   try {
-    proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C" } });
+    proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, LC_ALL: "C", ...env } });
   } catch (e) {
     throw new DebianError(`${what}: cannot run ${cmd[0]}: ${(e as Error).message}`);
   }

@@ -7,7 +7,7 @@
 import { PHASES } from "./schema.ts";
 import type { XenStore } from "../xenstore/types.ts";
 import { readString } from "../xenstore/util.ts";
-import type { Field, Health, HeartbeatSeen, ReaderClock, StubReport } from "./reader.ts";
+import { qemuExited, valid as ok, type Health, type HeartbeatSeen, type ReaderClock, type StubReport } from "./reader.ts";
 import { escapeText, truncate } from "./sanitize.ts";
 
 export const EXPORTER_VERSION = "0.1.0";
@@ -32,8 +32,6 @@ function sampleLine(name: string, labels: Labels, value: number): string {
   const v = Number.isFinite(value) ? String(value) : Number.isNaN(value) ? "NaN" : value > 0 ? "+Inf" : "-Inf";
   return `${name}${l ? `{${l}}` : ""} ${v}`;
 }
-
-const ok = <T>(f: Field<T> | undefined): T | undefined => (f?.state === "ok" ? f.value : undefined);
 
 /** Guests' names as the toolstack wrote them (/local/domain/G/name, at most 64 bytes); unreadable ones left out. */
 export function guestNames(xs: XenStore, reports: StubReport[]): Map<number, string> {
@@ -111,9 +109,7 @@ export function renderPrometheus(reports: StubReport[], opts: PrometheusOptions)
     g("xen_stubdom_agent_overhead_seconds", "From PID 1's entry to QEMU's execve.", sec(ok(f.agent_overhead_ms)));
 
     const pid = ok(f.qemu_pid);
-    const started = ok(f.qemu_started_ms);
-    const exitAt = ok(f.exit_at_ms);
-    const exited = f.exit_at_ms !== undefined && (started === undefined || exitAt === undefined || exitAt >= started);
+    const exited = qemuExited(f);
     g("xen_stubdom_qemu_up", "1 while QEMU runs (started and no exit recorded since).", pid !== undefined && !exited ? 1 : 0);
     const qmp = ok(f.qmp_status);
     if (qmp !== undefined && !exited) g("xen_stubdom_qemu_state", "QEMU's run state from QMP (query-status), or unresponsive.", 1, { state: qmp });

@@ -39,6 +39,16 @@ export type Health = "ok" | "stale" | "invalid" | "unreachable";
 export type Field<T> = { state: "ok"; value: T } | { state: "invalid"; reason: string; raw: string };
 export type Fields = { [K in HealthKey]?: Field<HealthValue<K>> };
 
+/** A field's value when it is valid; undefined when absent or invalid. */
+export const valid = <T>(f: Field<T> | undefined): T | undefined => (f?.state === "ok" ? f.value : undefined);
+
+/** QEMU's exit is recorded and not older than its last start (the table and the metrics agree on this). */
+export function qemuExited(f: Fields): boolean {
+  const at = valid(f.exit_at_ms);
+  const started = valid(f.qemu_started_ms);
+  return f.exit_at_ms !== undefined && (started === undefined || at === undefined || at >= started);
+}
+
 export interface StubReport {
   stubdom: number | null;
   guest: number | null;

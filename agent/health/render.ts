@@ -1,14 +1,12 @@
 // Turning reports into a table for people or JSON for programs. Every string that came from a
 // stub domain passes through escapeText/safeJson on its way out, valid or not: validation says
 // what a value means, escaping says how it may be printed, and neither replaces the other.
-import { fmtDuration, type Field, type StubReport } from "./reader.ts";
+import { fmtDuration, qemuExited, valid as ok, type Field, type StubReport } from "./reader.ts";
 import { escapeText, safeJson, truncate } from "./sanitize.ts";
 import type { NicHealth } from "./schema.ts";
 
 const cell = <T>(f: Field<T> | undefined, fmt: (v: T) => string, missing = "-"): string =>
   f === undefined ? missing : f.state === "invalid" ? "invalid" : fmt(f.value);
-
-const ok = <T>(f: Field<T> | undefined): T | undefined => (f?.state === "ok" ? f.value : undefined);
 
 const mib = (kib: number | undefined) => (kib === undefined ? "?" : `${(kib / 1024).toFixed(1)}M`);
 
@@ -42,12 +40,7 @@ function exitText(r: StubReport): string | undefined {
 
 function qemuCell(r: StubReport): string {
   const f = r.fields;
-  return cell(f.qemu_pid, (pid) => {
-    const at = ok(f.exit_at_ms);
-    const started = ok(f.qemu_started_ms);
-    if (f.exit_at_ms !== undefined && (started === undefined || at === undefined || at >= started)) return `${pid} exited ${exitText(r)}`;
-    return `${pid} ${cell(f.qmp_status, (s) => s, "?")}`;
-  });
+  return cell(f.qemu_pid, (pid) => (qemuExited(f) ? `${pid} exited ${exitText(r)}` : `${pid} ${cell(f.qmp_status, (s) => s, "?")}`));
 }
 
 const MEMORY_KEYS = [

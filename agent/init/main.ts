@@ -104,7 +104,7 @@ export async function runInit(): Promise<never> {
   if (options.shell) startDebugShell(deps.processes, log);
   if (options.selftest > 0) {
     log.warn(`stubdom.selftest=${options.selftest}: a JavaScript-only child runs beside QEMU`);
-    void runSelftest({ processes: deps.processes, seconds: options.selftest, log: log.child("selftest"), stopped: () => false });
+    void runSelftest({ processes: deps.processes, seconds: options.selftest, log: log.child("selftest") });
   }
   if (net) {
     const unplugged = (pair: { netfront: string; tap: string }) => {

@@ -16,9 +16,9 @@ while (Date.now() < end) {
 console.log("selftest ok: " + n + " iterations");
 `;
 
-/** Runs until `stopped()`; each run goes through `processes` so the reaper leaves it alone. */
-export async function runSelftest(o: { processes: Processes; seconds: number; log: Logger; stopped: () => boolean }): Promise<void> {
-  for (let run = 1; !o.stopped(); run++) {
+/** Runs for PID 1's life; each run goes through `processes` so the reaper leaves it alone. */
+export async function runSelftest(o: { processes: Processes; seconds: number; log: Logger }): Promise<void> {
+  for (let run = 1; ; run++) {
     let child;
     try {
       // BUN_BE_BUN: the compiled agent behaves as the bun CLI, which runs -e code.

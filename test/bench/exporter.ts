@@ -3,7 +3,8 @@
 // of one HTTP scrape of /metrics, after the exporter read the tree once through its watches.
 import { encodeHealth, healthDir, type HealthRecord } from "../../agent/health/schema.ts";
 import { openXenStore } from "../../ffi/xenstore.ts";
-import { BUN, ROOT, startServer } from "../xenstore/harness.ts";
+import { startServer } from "../xenstore/harness.ts";
+import { spawnExporter } from "../health/helpers.ts";
 
 const STUBS = 100;
 
@@ -22,7 +23,7 @@ function report(stub: number, now: number): HealthRecord {
 export async function measureExporterScrape(scrapes: number, warmup = 5): Promise<number[]> {
   const server = await startServer();
   const dom0 = openXenStore({ path: server.socket });
-  const exporter: { p?: ReturnType<typeof Bun.spawn> } = {};
+  let exporter: Awaited<ReturnType<typeof spawnExporter>> | undefined;
   try {
     const now = Date.now();
     for (let i = 0; i < STUBS; i++) {
@@ -33,22 +34,8 @@ export async function measureExporterScrape(scrapes: number, warmup = 5): Promis
       dom0.write(`/local/domain/${stub}/target`, String(guest));
       for (const [k, v] of encodeHealth(report(stub, now))) dom0.write(`${healthDir(stub)}/${k}`, v);
     }
-    const p = Bun.spawn([BUN, "agent/main.ts", "exporter", "--listen", "127.0.0.1:0"], {
-      cwd: ROOT,
-      env: { ...process.env, XENSTORED_PATH: server.socket },
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    exporter.p = p;
-    const reader = p.stderr.getReader();
-    let banner = "";
-    let url: string | undefined;
-    while (!url) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`exporter exited before serving: ${banner.trim()}`);
-      banner += new TextDecoder().decode(value);
-      url = /serving (http:\S+)/.exec(banner)?.[1];
-    }
+    exporter = await spawnExporter(server.socket);
+    const url = exporter.url;
     const times: number[] = [];
     for (let i = 0; i < warmup + scrapes; i++) {
       const t0 = performance.now();
@@ -64,8 +51,7 @@ export async function measureExporterScrape(scrapes: number, warmup = 5): Promis
     if (times.length !== scrapes) throw new Error(`${times.length} of ${scrapes} scrapes timed`);
     return times;
   } finally {
-    exporter.p?.kill("SIGTERM");
-    await exporter.p?.exited;
+    await exporter?.stop();
     dom0.close();
     await server.stop();
   }

@@ -2,6 +2,7 @@
 // stub domain S, a controllable clock, and a logger that keeps its lines.
 import { createHealthWriter, type HealthSources, type HealthWriter } from "../../agent/health/writer.ts";
 import { createLogger, type Logger } from "../../agent/log.ts";
+import { BUN, ROOT } from "../xenstore/harness.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import type { XenStoreAdmin } from "../../agent/xenstore/types.ts";
 
@@ -79,4 +80,37 @@ export const text = (b: Uint8Array) => new TextDecoder().decode(b);
 /** The real writer as stub domain STUB on `stub`, on the test's clock and hand-fired timer. */
 export function testWriter(stub: XenStoreAdmin, clock: TestClock, every: ReturnType<typeof manualTimer>["every"], sources: Partial<HealthSources>, intervalMs?: number): HealthWriter {
   return createHealthWriter({ xs: stub, domid: STUB, log: memLogger().log, clock: clock.boot, wallClock: clock.wall, every, sources, ...(intervalMs ? { intervalMs } : {}) });
+}
+
+/**
+ * `stubdom-init exporter` as the real command on a free loopback port, reading xenstore at
+ * `socket`; resolves once it prints the URL it serves. A child that exits first is an error.
+ */
+export async function spawnExporter(socket: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const p = Bun.spawn([BUN, "agent/main.ts", "exporter", "--listen", "127.0.0.1:0"], {
+    cwd: ROOT,
+    env: { ...process.env, XENSTORED_PATH: socket },
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const stop = async () => {
+    p.kill("SIGTERM");
+    await p.exited;
+  };
+  const reader = p.stderr.getReader();
+  let banner = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`exporter exited before serving: ${banner.trim()}`);
+      banner += new TextDecoder().decode(value);
+      const url = /serving (http:\S+)/.exec(banner)?.[1];
+      if (url) return { url, stop };
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  } finally {
+    reader.releaseLock();
+  }
 }

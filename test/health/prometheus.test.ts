@@ -10,9 +10,9 @@ import { readReport } from "../../agent/health/reader.ts";
 import { createHealthWriter } from "../../agent/health/writer.ts";
 import { openXenStore } from "../../ffi/xenstore.ts";
 import { debianPackage } from "../vm/debian.ts";
-import { BUN, ROOT, startServer } from "../xenstore/harness.ts";
+import { startServer } from "../xenstore/harness.ts";
 import { parseExposition, sampleOf } from "./exposition.ts";
-import { GUEST, layOut, memLogger, STUB } from "./helpers.ts";
+import { GUEST, layOut, memLogger, spawnExporter, STUB } from "./helpers.ts";
 import { BASE, cases, enc, healthy } from "./hostile-cases.ts";
 
 const id = { guest: "web", guest_domid: String(GUEST), stub_domid: String(STUB) };
@@ -180,23 +180,9 @@ describe("exporter scraped by a real Prometheus", () => {
     w.qemuStarted(process.pid);
     w.setPhase("running");
 
-    const exporter = Bun.spawn([BUN, "agent/main.ts", "exporter", "--listen", "127.0.0.1:0"], {
-      cwd: ROOT,
-      env: { ...process.env, XENSTORED_PATH: server.socket },
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    cleanup.push(async () => {
-      exporter.kill("SIGTERM");
-      await exporter.exited;
-    });
-    const reader = exporter.stderr.getReader();
-    let banner = "";
-    const url = await until("exporter's banner", async () => {
-      const { value } = await reader.read();
-      banner += new TextDecoder().decode(value);
-      return /serving (http:\S+)/.exec(banner)?.[1];
-    });
+    const exporter = await spawnExporter(server.socket);
+    cleanup.push(() => exporter.stop());
+    const url = exporter.url;
     const direct = parseExposition(await (await fetch(url)).text()).samples;
     expect(sampleOf(direct, "xen_stubdom_up", id)).toBe(1);
     expect((await fetch(url.replace("/metrics", "/"))).status).toBe(404);
