@@ -1,7 +1,7 @@
 // Runs the xenstore server as a separate process (the FFI binding's calls are synchronous and
 // would deadlock a server in the test's own event loop), fetches Debian's test-xenstore when
 // missing, and speaks the raw wire protocol for tests that need malformed frames.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,28 +70,6 @@ export async function sh(cmd: string[], socket: string, stdin?: string): Promise
   });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, out, err };
-}
-
-/**
- * A Debian package unpacked into .cache/pkgs/<name>/ (downloaded into .cache/debs/ when
- * missing), the project's shared cache layout. Needs the Debian archive (CI has it).
- */
-export async function debPackage(name: string): Promise<string> {
-  const root = join(ROOT, ".cache/pkgs", name);
-  if (existsSync(join(root, "usr"))) return root;
-  const debs = join(ROOT, ".cache/debs");
-  mkdirSync(debs, { recursive: true });
-  const find = () => readdirSync(debs).find((f) => f.startsWith(`${name}_`) && f.endsWith(".deb"));
-  if (!find()) {
-    const dl = Bun.spawn(["apt-get", "download", name], { cwd: debs, stdout: "pipe", stderr: "pipe" });
-    if ((await dl.exited) !== 0) throw new Error(`apt-get download ${name} failed: ${await new Response(dl.stderr).text()}`);
-  }
-  const deb = find();
-  if (!deb) throw new Error(`apt-get download ${name} left no .deb in ${debs}`);
-  mkdirSync(root, { recursive: true });
-  const x = Bun.spawn(["dpkg", "-x", join(debs, deb), root], { stderr: "pipe" });
-  if ((await x.exited) !== 0) throw new Error(`dpkg -x ${deb} failed: ${await new Response(x.stderr).text()}`);
-  return root;
 }
 
 /** A raw wire client: sends any bytes, collects replies and watch events. */

@@ -4,14 +4,15 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MsgType, strings } from "../../agent/xenstore/wire.ts";
-import { debPackage, RawClient, type ServerProc, sh, startServer, text } from "./harness.ts";
+import { debianPackage } from "../vm/debian.ts";
+import { RawClient, type ServerProc, sh, startServer, text } from "./harness.ts";
 
 let server: ServerProc;
 let testXenstore: string;
 
 beforeAll(async () => {
   server = await startServer({ domains: [2] });
-  testXenstore = join(await debPackage("xen-utils-4.17"), "usr/lib/xen-4.17/bin/test-xenstore");
+  testXenstore = join(debianPackage("xen-utils-4.17"), "usr/lib/xen-4.17/bin/test-xenstore");
 });
 afterAll(async () => {
   await server?.stop();
