@@ -10,6 +10,8 @@ APT_PACKAGES := ca-certificates cpio zstd xz-utils squashfs-tools busybox iprout
 	qemu-system-x86 qemu-utils xenstore-utils libxenstore4 gcc libc6-dev \
 	kmod binutils
 APT_PACKAGES += libxendevicemodel1 libxenmisc4.17 lintian
+# The stub domain's kernel (agent/build/kernel.ts), built from Debian's linux-source package.
+APT_PACKAGES += make bc flex bison libelf-dev
 
 .PHONY: deps build test run smoke bench install deb clean typecheck
 

@@ -1,30 +1,34 @@
 // `make build`: the agent binary and the stub-domain images, from this tree and Debian packages.
 //
 //   dist/stubdom-init                    the agent (PID 1 and CLI), one compiled Bun binary
-//   dist/qemu-stubdom-linux-kernel       Debian's cloud kernel (boots as a Xen PV domU)
-//   dist/qemu-stubdom-linux-rootfs       zstd newc cpio: stage 0 as /init + /usr.squashfs
+//   dist/qemu-stubdom-linux-kernel       our kernel from Debian 13's linux-source-6.12 (agent/build/kernel.ts)
+//   dist/qemu-stubdom-linux-rootfs       the squashfs for /usr, then a zstd newc cpio with stage 0 as /init
 //   dist/qemu-stubdom-linux-rootfs-dev   the same plus TCG QEMU, busybox and a demo guest
 //
-// Memory layout (the stub domain has 128 MiB): the initramfs holds only stage 0, the two
-// modules it needs and one zstd squashfs with everything else (agent, QEMU, libraries, modules).
-// Stage 0 mounts that squashfs on /usr through a loop device, so the big files stay
-// compressed in RAM and are paged in as read. /lib, /lib64, /bin and /sbin are symlinks into
+// Memory layout (libxl gives a stub domain 128 MiB + video RAM): the initramfs holds stage 0
+// and one squashfs with everything else (agent, QEMU, libraries). The squashfs comes first
+// as a detached cpio entry (cpio.ts): the kernel does not copy it into rootfs, the initrd is
+// kept (retain_initrd, built into the kernel's command line) and stage 0 mounts the squashfs
+// on /usr from /sys/firmware/initrd through a loop device. The big files stay compressed in
+// RAM, once, and are paged in as read. /lib, /lib64, /bin and /sbin are symlinks into
 // /usr (merged-/usr), so glibc's loader and dlopen("libxenstore.so.4") find the libraries in
 // /usr/lib/x86_64-linux-gnu with no ld.so.cache.
 //
-// zstd, not xz: under QEMU TCG, PID 1 reaches Bun's JS runtime 0.8 s after /init with zstd and
-// 3.0 s with xz (the agent binary is paged in from the squashfs), for 5 MB more initramfs.
+// xz with the x86 BCJ filter in 128 KiB blocks, not zstd: what stays resident is the whole
+// compressed image plus the blocks faulted in, and a fault decompresses one block. zstd in 1 MiB
+// blocks (the earlier choice, faster to decompress under TCG) needed 136 MiB; this needs 120
+// (112 with stage 0's JSC settings). `--squashfs-comp zstd --squashfs-block 1024` measures it again.
 //
-// Usage: bun build.ts [--no-dev] [--squashfs-comp zstd|xz]
+// Usage: bun build.ts [--no-dev] [--squashfs-comp xz|zstd] [--squashfs-block KiB]
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Sysroot, libraryClosure, type ClosureFile } from "./agent/build/closure.ts";
 import { fetchPackages, resolveDepends, type DebPackage } from "./agent/build/debian.ts";
 import {
-  Rootfs, addTree, fileSizes, formatSizeTable, writeAtomically, writeCpioImage, writeSquashfs,
+  Rootfs, USR_PAYLOAD, addTree, fileSizes, formatSizeTable, writeAtomically, writeInitramfs, writeSquashfs,
   type SizedFile, type SquashfsCompression,
 } from "./agent/build/image.ts";
-import { formatModulesDep, indexModules, resolveModules, type ModuleEntry } from "./agent/build/modules.ts";
+import { buildKernel, type KernelBuild } from "./agent/build/kernel.ts";
 
 const root = import.meta.dir;
 const dist = join(root, "dist");
@@ -33,7 +37,7 @@ const dist = join(root, "dist");
 const work = join(root, ".cache", "build", `run-${process.pid}`);
 
 /** Debian packages whose files the stub domain runs. Their Depends come along. */
-const IMAGE_PACKAGES = ["linux-image-cloud-amd64", "libc6", "qemu-system-xen", "libxenstore4", "libxenmisc4.17", "libxendevicemodel1"];
+const IMAGE_PACKAGES = ["libc6", "qemu-system-xen", "libxenstore4", "libxenmisc4.17", "libxendevicemodel1"];
 /** Extra packages of the development rootfs: a QEMU that runs guests without Xen, and a shell. */
 const DEV_PACKAGES = ["qemu-system-x86", "busybox-static"];
 
@@ -53,18 +57,13 @@ const QEMU_DATA = [
   "/usr/share/qemu/keymaps/en-us",
 ];
 
-/** Modules stage 0 loads before /usr exists: in the initramfs itself. */
-const STAGE0_MODULES = ["loop", "squashfs"];
-/** Modules the agent loads from /usr/lib/modules/<kver>/ (virtio ones serve the development VM). */
-const AGENT_MODULES = [
-  "xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "xen-netfront", "xen-blkfront",
-  "tun", "sch_ingress", "cls_u32", "cls_matchall", "act_mirred", "act_gact",
-  // agent/net's anti-spoofing guard is a classic-BPF direct-action filter.
-  "cls_bpf",
-  "virtio_pci", "virtio_net", "virtio_console", "virtio_blk",
-  // The ACPI power button as /dev/input/eventN (a VM's power button; none under Xen PV).
-  "button", "evdev",
-];
+/**
+ * Squashfs block size (KiB): what one page fault decompresses into the page cache. Measured on
+ * nested Xen (README, Performance): with 1 MiB blocks a fault in the agent's 107 MB binary filled
+ * the page cache with 256 pages and the boot thrashed below 136 MiB; 128 KiB with xz + BCJ keeps
+ * the compressed image as small (53 MB) and boots at 120, 64 KiB gained nothing more.
+ */
+const SQUASHFS_BLOCK_KIB = 128;
 
 const AGENT_FLAGS = [
   "--compile", "--minify", "--bytecode", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
@@ -117,12 +116,6 @@ async function compileStage0(): Promise<string> {
   return out;
 }
 
-function kernelOf(pkgs: DebPackage[]): { pkg: DebPackage; kver: string } {
-  const pkg = pkgs.find((p) => /^linux-image-\d/.test(p.name));
-  if (!pkg) throw new BuildError(`no versioned linux-image-* package among ${pkgs.map((p) => p.name).join(" ")}`);
-  return { pkg, kver: pkg.name.replace(/^linux-image-/, "") };
-}
-
 /** Files keep their package's permission bits (ld.so must stay executable), minus setuid/setgid. */
 async function addClosure(usr: Rootfs, files: ClosureFile[]): Promise<void> {
   for (const f of files) {
@@ -146,11 +139,11 @@ async function assemble(opts: {
   agent: string;
   stage0: string;
   sysroot: Sysroot;
-  kernel: { pkg: DebPackage; kver: string };
-  modules: { stage0: ModuleEntry[]; agent: ModuleEntry[]; dep: string };
+  kernel: KernelBuild;
   extraRoots: string[];
   extraFiles: Array<{ path: string; host: string; mode: number }>;
   comp: SquashfsCompression;
+  blockKib: number;
 }): Promise<{ out: string; sizes: SizedFile[]; squashfsSize: number }> {
   const { sysroot, kernel } = opts;
   const usr = new Rootfs();
@@ -168,35 +161,29 @@ async function assemble(opts: {
     if (!r) throw new BuildError(`QEMU firmware ${p} is in no package of the image`);
     usr.file(p.slice("/usr/".length), { file: r.host }, 0o644);
   }
-  const modBase = `lib/modules/${kernel.kver}`;
-  const modHost = join(kernel.pkg.root, "lib/modules", kernel.kver);
-  for (const m of [...opts.modules.stage0, ...opts.modules.agent]) usr.file(`${modBase}/${m.path}`, { file: join(modHost, m.path) });
-  usr.file(`${modBase}/modules.dep`, new TextEncoder().encode(opts.modules.dep));
+  // The agent checks that the drivers it needs are built in (agent/init/modules.ts).
+  usr.file(`lib/modules/${kernel.release}/modules.builtin`, { file: kernel.modulesBuiltin }, 0o444);
   for (const f of opts.extraFiles) usr.file(f.path.replace(/^\/usr\//, ""), { file: f.host }, f.mode);
 
   const squashfs = join(work, `${opts.name}.squashfs`);
-  step(`${opts.name}: mksquashfs (${opts.comp}) of ${usr.records.length} files`);
-  await writeSquashfs(usr.records, squashfs, { stagingDir: join(work, `${opts.name}.usr`), compression: opts.comp });
+  step(`${opts.name}: mksquashfs (${opts.comp}, ${opts.blockKib} KiB blocks) of ${usr.records.length} files`);
+  await writeSquashfs(usr.records, squashfs, { stagingDir: join(work, `${opts.name}.usr`), compression: opts.comp, blockKib: opts.blockKib });
   await rm(join(work, `${opts.name}.usr`), { recursive: true, force: true });
 
   const initramfs = new Rootfs();
   initramfs.file("init", { file: opts.stage0 }, 0o755);
-  initramfs.file("usr.squashfs", { file: squashfs }, 0o444);
   // The kernel opens /dev/console for /init before devtmpfs exists (bun-as-pid1.md).
   initramfs.charDev("dev/console", 0o600, 5, 1);
   for (const d of ["proc", "sys", "usr", "run"]) initramfs.dir(d, 0o755);
   initramfs.dir("tmp", 0o1777);
   for (const d of ["bin", "sbin", "lib", "lib64"]) initramfs.symlink(d, `usr/${d}`);
-  const stage0List = opts.modules.stage0.map((m) => `/stage0/${m.name}.ko`).join("\n") + "\n";
-  initramfs.file("stage0/modules", new TextEncoder().encode(stage0List), 0o444);
-  for (const m of opts.modules.stage0) initramfs.file(`stage0/${m.name}.ko`, { file: join(modHost, m.path) }, 0o444);
   await addTree(initramfs, join(root, "rootfs-overlay"));
 
   const out = join(dist, opts.name);
-  step(`${opts.name}: zstd cpio`);
-  await writeCpioImage(initramfs.records, out, { compression: "zstd" });
+  step(`${opts.name}: ${USR_PAYLOAD} + zstd cpio`);
+  await writeInitramfs(initramfs.records, { name: USR_PAYLOAD, file: squashfs }, out);
   const sizes = [
-    ...(await fileSizes(initramfs.records.filter((r) => r.path !== "usr.squashfs"))),
+    ...(await fileSizes(initramfs.records)),
     ...(await fileSizes(usr.records, "/usr")),
   ];
   return { out, sizes, squashfsSize: (await stat(squashfs)).size };
@@ -207,8 +194,8 @@ async function report(name: string, r: { out: string; sizes: SizedFile[]; squash
   const mib = (n: number) => `${(n / 1048576).toFixed(2)} MiB`;
   process.stdout.write(
     `\n${name}: 15 largest files (unpacked)\n${formatSizeTable(r.sizes)}\n` +
-      `  ${r.sizes.length} files, ${mib(total)} unpacked; /usr.squashfs ${mib(r.squashfsSize)}; ` +
-      `${r.out.replace(`${root}/`, "")} ${mib((await stat(r.out)).size)} (zstd cpio)\n`,
+      `  ${r.sizes.length} files, ${mib(total)} unpacked; /usr squashfs ${mib(r.squashfsSize)}; ` +
+      `${r.out.replace(`${root}/`, "")} ${mib((await stat(r.out)).size)} (squashfs + zstd cpio)\n`,
   );
 }
 
@@ -216,8 +203,11 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const dev = !args.includes("--no-dev");
   const compArg = args[args.indexOf("--squashfs-comp") + 1];
-  const comp: SquashfsCompression = args.includes("--squashfs-comp") ? (compArg as SquashfsCompression) : "zstd";
+  const comp: SquashfsCompression = args.includes("--squashfs-comp") ? (compArg as SquashfsCompression) : "xz";
   if (comp !== "xz" && comp !== "zstd") throw new BuildError(`--squashfs-comp: expected xz or zstd, got ${compArg}`);
+  const blockArg = args.includes("--squashfs-block") ? args[args.indexOf("--squashfs-block") + 1] : String(SQUASHFS_BLOCK_KIB);
+  const blockKib = Number(blockArg);
+  if (![4, 8, 16, 32, 64, 128, 256, 512, 1024].includes(blockKib)) throw new BuildError(`--squashfs-block: expected a power of two from 4 to 1024 (KiB), got ${blockArg}`);
   await mkdir(dist, { recursive: true });
 
   step("compiling the agent: dist/stubdom-init");
@@ -230,22 +220,16 @@ async function main(): Promise<void> {
   const devNames = dev ? await resolveDepends([...IMAGE_PACKAGES, ...DEV_PACKAGES]) : [];
   const pkgs = await fetchPackages([...new Set([...imageNames, ...devNames])], { progress: (l) => step(l) });
   const inImage = (p: DebPackage) => imageNames.includes(p.name);
-  const kernel = kernelOf(pkgs);
 
-  step(`kernel ${kernel.kver}: dist/qemu-stubdom-linux-kernel`);
-  const vmlinuz = join(kernel.pkg.root, "boot", `vmlinuz-${kernel.kver}`);
+  step("kernel (agent/build/kernel.ts)");
+  const kernel = await buildKernel({ cacheDir: join(root, ".cache"), progress: step });
+  step(`kernel ${kernel.release}: dist/qemu-stubdom-linux-kernel`);
   await writeAtomically(join(dist, "qemu-stubdom-linux-kernel"), async (tmp) => {
-    await Bun.write(tmp, Bun.file(vmlinuz));
+    await Bun.write(tmp, Bun.file(kernel.bzImage));
   });
 
-  step("kernel modules: dependencies from .modinfo");
-  const index = await indexModules(join(kernel.pkg.root, "lib/modules", kernel.kver));
-  const stage0Mods = resolveModules(index, STAGE0_MODULES);
-  const agentMods = resolveModules(index, AGENT_MODULES).filter((m) => !stage0Mods.includes(m));
-  const modules = { stage0: stage0Mods, agent: agentMods, dep: formatModulesDep([...stage0Mods, ...agentMods], index) };
-
   const base = {
-    agent, stage0, kernel, modules, comp,
+    agent, stage0, kernel, comp, blockKib,
     sysroot: await Sysroot.load(pkgs.filter(inImage).map((p) => p.root)),
     extraRoots: [] as string[],
     extraFiles: [] as Array<{ path: string; host: string; mode: number }>,

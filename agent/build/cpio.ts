@@ -31,6 +31,8 @@ const S_IFBLK = 0o060000;
 // The kernel's initramfs parser rejects names longer than PATH_MAX.
 const PATH_MAX = 4096;
 const MAX_U32 = 0xffff_ffff;
+/** A newc "TRAILER!!!" record: 110-byte header + 11-byte name, padded to 124. */
+const TRAILER_SIZE = 124;
 
 /** Validates an archive path ("usr/bin/x": relative, normalized) and returns it. */
 export function normalizeCpioPath(path: string): string {
@@ -178,4 +180,38 @@ export function concat(chunks: readonly Uint8Array[]): Uint8Array {
     off += c.length;
   }
   return out;
+}
+
+/**
+ * An archive of one regular file that the kernel reads past without unpacking it: the file's
+ * parent directory is never created, so the initramfs unpacker's open fails and it skips the
+ * body (init/initramfs.c: do_name → SkipIt). The body stays in the initrd's memory, where stage 0
+ * finds it through /sys/firmware/initrd (retain_initrd); a normal entry would be copied into
+ * tmpfs while the initrd is still held (twice the memory at boot). `name` must have a parent.
+ */
+export function detachedFileChunks(name: string, data: Uint8Array): Uint8Array[] {
+  const path = normalizeCpioPath(name);
+  if (!path.includes("/")) throw new CpioError(name, "a detached entry needs a parent directory the archive never creates");
+  if (data.length > MAX_U32) throw new CpioError(name, "file larger than 4 GiB");
+  const head = header({ ino: 1, mode: S_IFREG | 0o444, nlink: 1, mtime: 0, size: data.length, rmajor: 0, rminor: 0, name: enc.encode(path) });
+  const trailer = header({ ino: 0, mode: 0, nlink: 1, mtime: 0, size: 0, rmajor: 0, rminor: 0, name: enc.encode("TRAILER!!!") });
+  return [head, padded(data), trailer];
+}
+
+/**
+ * Where a detached entry's body lies in an archive that starts with it (what stage 0 computes),
+ * and where what follows its trailer begins.
+ */
+export function detachedFileExtent(archive: Uint8Array, name: string): { offset: number; size: number; end: number } {
+  const text = new TextDecoder().decode(archive.subarray(0, 110));
+  if (!text.startsWith("070701")) throw new CpioError(name, "the archive does not start with a newc header");
+  const field = (i: number) => parseInt(text.slice(6 + 8 * i, 14 + 8 * i), 16);
+  const size = field(6);
+  const nameSize = field(11);
+  const got = new TextDecoder().decode(archive.subarray(110, 110 + nameSize - 1));
+  if (got !== name) throw new CpioError(name, `the first entry is ${got}`);
+  const offset = 110 + nameSize + pad4(110 + nameSize);
+  const end = offset + size + pad4(size) + TRAILER_SIZE;
+  if (end > archive.length) throw new CpioError(name, `the body (${size} bytes at ${offset}) runs past the archive's end`);
+  return { offset, size, end };
 }

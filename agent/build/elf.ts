@@ -37,7 +37,13 @@ const DT_RUNPATH = 29;
 class Reader {
   readonly view: DataView;
   readonly is64: boolean;
-  constructor(readonly bytes: Uint8Array, readonly file: string) {
+  /** `bytes` hold the file from offset `base` on; every offset given to the reader is a file offset. */
+  constructor(readonly bytes: Uint8Array, readonly file: string, readonly base = 0, is64?: boolean) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (is64 !== undefined) {
+      this.is64 = is64;
+      return;
+    }
     if (bytes.length < 52) throw new ElfError(file, `too short for an ELF header (${bytes.length} bytes)`);
     if (bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) {
       throw new ElfError(file, "not an ELF file (bad magic)");
@@ -47,36 +53,36 @@ class Reader {
     if (bytes[5] !== 1) throw new ElfError(file, `not little-endian (EI_DATA ${bytes[5]})`);
     this.is64 = bytes[4] === 2;
     if (this.is64 && bytes.length < 64) throw new ElfError(file, "too short for an ELF64 header");
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
   check(off: number, len: number, what: string): void {
-    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 || off + len > this.bytes.length) {
-      throw new ElfError(this.file, `${what} at ${off}+${len} lies outside the file (${this.bytes.length} bytes)`);
+    const end = this.base + this.bytes.length;
+    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < this.base || len < 0 || off + len > end) {
+      throw new ElfError(this.file, `${what} at ${off}+${len} lies outside the ${this.base === 0 ? "file" : "part read"} (${end} bytes)`);
     }
   }
   u16(off: number): number {
     this.check(off, 2, "u16");
-    return this.view.getUint16(off, true);
+    return this.view.getUint16(off - this.base, true);
   }
   u32(off: number): number {
     this.check(off, 4, "u32");
-    return this.view.getUint32(off, true);
+    return this.view.getUint32(off - this.base, true);
   }
   /** A word: u32 in ELF32, u64 in ELF64 (as a safe integer). */
   word(off: number): number {
     if (!this.is64) return this.u32(off);
     this.check(off, 8, "u64");
-    const v = this.view.getBigUint64(off, true);
+    const v = this.view.getBigUint64(off - this.base, true);
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ElfError(this.file, `value ${v} at ${off} is too large`);
     return Number(v);
   }
   cstring(off: number, end: number, what: string): string {
     this.check(off, 0, what);
-    const stop = Math.min(end, this.bytes.length);
-    let i = off;
+    const stop = Math.min(end, this.base + this.bytes.length) - this.base;
+    let i = off - this.base;
     while (i < stop && this.bytes[i] !== 0) i++;
     if (i >= stop) throw new ElfError(this.file, `${what} at ${off} is not NUL-terminated`);
-    return new TextDecoder().decode(this.bytes.subarray(off, i));
+    return new TextDecoder().decode(this.bytes.subarray(off - this.base, i));
   }
 }
 
@@ -144,34 +150,50 @@ export function parseElf(bytes: Uint8Array, file: string): ElfInfo {
   const r = new Reader(bytes, file);
   const h = header(r);
   const phdrs = programHeaders(r, h);
+  return dynamicInfo(r, h, phdrs, (_off, _len) => r);
+}
+
+function dynamicEntries(rd: Reader, dyn: Phdr): Array<[number, number]> {
+  rd.check(dyn.offset, dyn.filesz, "PT_DYNAMIC");
+  const entSize = rd.is64 ? 16 : 8;
+  const entries: Array<[number, number]> = [];
+  for (let o = dyn.offset; o + entSize <= dyn.offset + dyn.filesz; o += entSize) {
+    const tag = rd.is64 ? rd.word(o) : rd.u32(o);
+    if (tag === DT_NULL) break;
+    entries.push([tag, rd.word(o + entSize / 2)]);
+  }
+  return entries;
+}
+
+/**
+ * What the loader reads: PT_INTERP and the dynamic section's names. `part(off, len)` gives a
+ * reader holding that range of the file (the whole file, or a part read on demand).
+ */
+function dynamicInfo(r: Reader, h: ReturnType<typeof header>, phdrs: Phdr[], part: (off: number, len: number) => Reader): ElfInfo {
+  const file = r.file;
   const info: ElfInfo = { class: r.is64 ? 64 : 32, type: h.type, machine: h.machine, needed: [], rpath: [], runpath: [] };
 
   const interp = phdrs.find((p) => p.type === PT_INTERP);
   if (interp) {
-    r.check(interp.offset, interp.filesz, "PT_INTERP");
-    info.interpreter = r.cstring(interp.offset, interp.offset + interp.filesz, "PT_INTERP");
+    const ri = part(interp.offset, interp.filesz);
+    ri.check(interp.offset, interp.filesz, "PT_INTERP");
+    info.interpreter = ri.cstring(interp.offset, interp.offset + interp.filesz, "PT_INTERP");
   }
 
   const dyn = phdrs.find((p) => p.type === PT_DYNAMIC);
   if (!dyn) return info;
-  r.check(dyn.offset, dyn.filesz, "PT_DYNAMIC");
-  const entSize = r.is64 ? 16 : 8;
-  const entries: Array<[number, number]> = [];
-  for (let o = dyn.offset; o + entSize <= dyn.offset + dyn.filesz; o += entSize) {
-    const tag = r.is64 ? r.word(o) : r.u32(o);
-    if (tag === DT_NULL) break;
-    entries.push([tag, r.word(o + entSize / 2)]);
-  }
+  const entries = dynamicEntries(part(dyn.offset, dyn.filesz), dyn);
   const strtabVaddr = entries.find(([t]) => t === DT_STRTAB)?.[1];
   const strsz = entries.find(([t]) => t === DT_STRSZ)?.[1];
   const stringTags = [DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH];
   if (!entries.some(([t]) => stringTags.includes(t))) return info;
   if (strtabVaddr === undefined || strsz === undefined) throw new ElfError(file, "PT_DYNAMIC has no DT_STRTAB/DT_STRSZ");
   const strtab = vaddrToOffset(r, phdrs, strtabVaddr);
-  r.check(strtab, strsz, "DT_STRTAB");
+  const rs = part(strtab, strsz);
+  rs.check(strtab, strsz, "DT_STRTAB");
   const str = (off: number) => {
     if (off >= strsz) throw new ElfError(file, `dynamic string offset ${off} beyond DT_STRSZ ${strsz}`);
-    return r.cstring(strtab + off, strtab + strsz, "dynamic string");
+    return rs.cstring(strtab + off, strtab + strsz, "dynamic string");
   };
   for (const [tag, val] of entries) {
     if (tag === DT_NEEDED) info.needed.push(str(val));
@@ -180,6 +202,41 @@ export function parseElf(bytes: Uint8Array, file: string): ElfInfo {
     else if (tag === DT_RUNPATH) info.runpath.push(...str(val).split(":").filter((s) => s !== ""));
   }
   return info;
+}
+
+/**
+ * The same as readElf, reading only the headers, PT_INTERP, PT_DYNAMIC and the string table:
+ * a few KiB instead of the whole file. PID 1 uses it on QEMU (15 MB, paged in from the
+ * compressed /usr under memory pressure); the build reads whole files.
+ */
+export async function readElfHeaders(path: string): Promise<ElfInfo> {
+  const f = Bun.file(path);
+  const at = async (off: number, len: number) => {
+    try {
+      return new Uint8Array(await f.slice(off, off + len).arrayBuffer());
+    } catch (e) {
+      throw new ElfError(path, `cannot read: ${(e as Error).message}`);
+    }
+  };
+  const head = await at(0, 4096);
+  const r0 = new Reader(head, path);
+  const h = header(r0);
+  const phEnd = h.phoff + h.phentsize * h.phnum;
+  const r = phEnd <= head.length ? r0 : new Reader(await at(0, phEnd), path);
+  const phdrs = programHeaders(r, h);
+  const parts = new Map<string, Reader>();
+  const read = async (off: number, len: number) => parts.set(`${off}+${len}`, new Reader(await at(off, len), path, off, r.is64));
+  for (const p of phdrs.filter((x) => x.type === PT_INTERP || x.type === PT_DYNAMIC)) await read(p.offset, p.filesz);
+  const part = (off: number, len: number) => parts.get(`${off}+${len}`) ?? r;
+  const dyn = phdrs.find((p) => p.type === PT_DYNAMIC);
+  if (dyn) {
+    // The string table's place is known only from PT_DYNAMIC.
+    const entries = dynamicEntries(part(dyn.offset, dyn.filesz), dyn);
+    const strtab = entries.find(([t]) => t === DT_STRTAB)?.[1];
+    const strsz = entries.find(([t]) => t === DT_STRSZ)?.[1];
+    if (strtab !== undefined && strsz !== undefined) await read(vaddrToOffset(r, phdrs, strtab), strsz);
+  }
+  return dynamicInfo(r, h, phdrs, part);
 }
 
 /** The contents of the named section, or undefined when the file has no such section. */

@@ -4,7 +4,10 @@
 // complete, so dist/ never holds half an image.
 import { chmod, copyFile, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { cpioChunks, prepareCpioRecords, type CpioData, type CpioRecord } from "./cpio.ts";
+import { cpioChunks, detachedFileChunks, prepareCpioRecords, type CpioData, type CpioRecord } from "./cpio.ts";
+
+/** The squashfs mounted on /usr, as a detached entry of the initramfs (stage0.c USR_PAYLOAD). */
+export const USR_PAYLOAD = ".stubdom/usr.squashfs";
 
 export class ImageError extends Error {
   constructor(message: string) {
@@ -136,6 +139,26 @@ export async function writeCpioImage(
   });
 }
 
+/**
+ * The stub domain's initramfs: first `payload` as a detached entry (cpio.ts: the kernel does not
+ * unpack it, stage 0 mounts it in place), then the records as a zstd cpio that the kernel
+ * unpacks into rootfs. The kernel reads concatenated archives, skipping the zero padding between.
+ */
+export async function writeInitramfs(records: readonly CpioRecord[], payload: { name: string; file: string }, out: string): Promise<void> {
+  await writeAtomically(out, async (tmp) => {
+    const packed = `${tmp}.cpio.zst`;
+    try {
+      await writeCpioImage(records, packed);
+      const w = Bun.file(tmp).writer();
+      for (const c of detachedFileChunks(payload.name, await Bun.file(payload.file).bytes())) w.write(c);
+      w.write(await Bun.file(packed).bytes());
+      await w.end();
+    } finally {
+      await rm(packed, { force: true });
+    }
+  });
+}
+
 /** Lays the records out as real files under `dir` (emptied first), with their declared modes. */
 export async function materialize(records: readonly CpioRecord[], dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
@@ -178,7 +201,7 @@ export type SquashfsCompression = "xz" | "zstd";
 export async function writeSquashfs(
   records: readonly CpioRecord[],
   out: string,
-  opts: { stagingDir: string; compression?: SquashfsCompression; mtime?: number; processors?: number },
+  opts: { stagingDir: string; compression?: SquashfsCompression; blockKib?: number; mtime?: number; processors?: number },
 ): Promise<void> {
   await materialize(records, opts.stagingDir);
   const comp = opts.compression ?? "zstd";
@@ -188,7 +211,7 @@ export async function writeSquashfs(
   await writeAtomically(out, async (tmp) => {
     const cmd = [
       "mksquashfs", opts.stagingDir, tmp, "-noappend", "-quiet", "-no-progress", "-reproducible",
-      "-all-root", "-no-xattrs", "-all-time", t, "-mkfs-time", t, "-b", "1M", ...compArgs,
+      "-all-root", "-no-xattrs", "-all-time", t, "-mkfs-time", t, "-b", `${opts.blockKib ?? 1024}K`, ...compArgs,
       ...(opts.processors ? ["-processors", String(opts.processors)] : []),
     ];
     const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });

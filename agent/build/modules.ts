@@ -29,6 +29,11 @@ export function moduleName(pathOrName: string): string {
   return posix.basename(pathOrName).replace(/\.ko(\.(xz|gz|zst))?$/, "").replace(/-/g, "_");
 }
 
+/** Canonical names from modules.builtin ("kernel/drivers/net/tun.ko" per line), sorted. */
+export function parseModulesBuiltin(text: string): string[] {
+  return text.split("\n").map((l) => l.trim()).filter(Boolean).map(moduleName).sort();
+}
+
 /** Parses modules.dep ("kernel/a.ko: kernel/b.ko kernel/c.ko" per line). */
 export function parseModulesDep(text: string, source = "modules.dep"): ModuleIndex {
   const index: ModuleIndex = new Map();

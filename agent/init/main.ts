@@ -5,7 +5,7 @@
 //   → QEMU under supervision, with the QMP relay toward dom0 beside it
 // Until `supervise`, any failure goes to one sink: report (console + health key), power off.
 // After it, PID 1 may not die: the supervisor's loop logs, reports and carries on.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { release } from "node:os";
 import { finitModule, MODULE_INIT_COMPRESSED_FILE, O, open, close, RB_POWER_OFF, reboot, sync } from "../../ffi/libc.ts";
 import { openXenStore } from "../../ffi/xenstore.ts";
@@ -21,6 +21,7 @@ import type { XenStore } from "../xenstore/types.ts";
 import { run as runSubcommand } from "./cli.ts";
 import { devHypervisor, xenHypervisor } from "./hypervisor.ts";
 import { loadModules, lockdownMode, stubdomModules } from "./modules.ts";
+import { parseModulesBuiltin } from "../build/modules.ts";
 import { onNicUnplug, type LinkedNics } from "./nic-unplug.ts";
 import { NicLinks, watchLinks } from "./link-events.ts";
 import { watchCdroms } from "./cdrom.ts";
@@ -38,7 +39,7 @@ import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
 import { runQmpRelay, type RelayChannel } from "../qemu/relay.ts";
 import { unixTransport } from "../qemu/unix-transport.ts";
 import { hasSeccomp } from "../qemu/argv.ts";
-import { readElf } from "../build/elf.ts";
+import { readElfHeaders } from "../build/elf.ts";
 import { kernelRunInitMs, processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const clock = uptimeClock();
@@ -124,6 +125,9 @@ export async function runInit(): Promise<never> {
     sup.queue.push({ kind: "signal", signal: "SIGTERM" });
   }, log);
   startQmpRelay(options, config, log, `${plan.runDir}/${MONITORS.relay}.sock`);
+  // The boot's garbage (xenstore reads, zod parses, module set-up) is most of the heap now; a
+  // full collection before QEMU starts gives those pages back when QEMU needs memory most.
+  Bun.gc(true);
   await supervise(sup);
   for (;;) await Bun.sleep(1 << 30);
 }
@@ -208,7 +212,7 @@ async function bootStubdom(
  */
 async function qemuSandbox(binary: string, log: Logger): Promise<boolean> {
   try {
-    if (hasSeccomp((await readElf(binary)).needed)) return true;
+    if (hasSeccomp((await readElfHeaders(binary)).needed)) return true;
     log.warn(`${binary} is built without seccomp: starting it without -sandbox`);
     return false;
   } catch (e) {
@@ -281,8 +285,11 @@ function readOptions(log: Logger): AgentOptions {
 
 function loadKernelModules(xen: boolean, log: Logger): void {
   const dir = `/usr/lib/modules/${release()}`;
-  const depText = readFileSync(`${dir}/modules.dep`, "utf8");
-  loadModules(dir, depText, stubdomModules(xen), {
+  // Our kernel has every driver built in and the image carries its modules.builtin; a modular
+  // kernel's image would carry a modules.dep and the .ko files.
+  const optional = (name: string) => (existsSync(`${dir}/${name}`) ? readFileSync(`${dir}/${name}`, "utf8") : "");
+  const builtin = new Set(parseModulesBuiltin(optional("modules.builtin")));
+  loadModules(dir, optional("modules.dep"), stubdomModules(xen), {
     load: (path, params) => {
       const fd = open(path, O.RDONLY | O.CLOEXEC);
       try {
@@ -292,6 +299,7 @@ function loadKernelModules(xen: boolean, log: Logger): void {
       }
     },
     present: (name) => {
+      if (builtin.has(name)) return true;
       try {
         readFileSync(`/sys/module/${name}/uevent`);
         return true;

@@ -1,5 +1,6 @@
-// Kernel modules the image carries, loaded with finit_module in dependency order from
-// /usr/lib/modules/<release>/modules.dep (written by the build for the subset it ships).
+// The drivers the agent needs: built into our kernel (listed in the image's modules.builtin),
+// or, with a modular kernel, loaded with finit_module in dependency order from
+// /usr/lib/modules/<release>/modules.dep.
 import { moduleName, parseModulesDep, resolveModules, type ModuleEntry } from "../build/modules.ts";
 import type { Logger } from "../log.ts";
 

@@ -7,10 +7,12 @@
  * and devtmpfs first and then execve the agent, so that the agent is still PID 1.
  *
  * It also exists for memory: the agent binary (~110 MB), QEMU and the libraries are kept in a
- * compressed squashfs image (/usr.squashfs) inside the initramfs rather than unpacked into it,
- * because a stub domain has 128 MiB. Mounting that image needs the `loop` and `squashfs`
- * modules (modules in Debian's 6.1 kernels), which are loaded here with finit_module from the
- * list in /stage0/modules.
+ * compressed squashfs, because libxl gives a stub domain 128 MiB + video RAM. The squashfs is
+ * the first entry of the initramfs, one the kernel does not unpack (its parent directory never
+ * exists: agent/build/cpio.ts detachedFileChunks), so it is never copied: the kernel keeps the
+ * initrd (retain_initrd, in our kernel's built-in command line) and shows it as
+ * /sys/firmware/initrd (Linux 6.8+), and the squashfs is mounted on /usr from there through a
+ * read-only loop device with the entry's offset. The kernel has everything built in.
  *
  * Why C and not a busybox script: no shell, no busybox and no dynamic loader are needed before
  * /usr is mounted (all of glibc lives there), each failure can name its step and errno
@@ -32,6 +34,7 @@
 #include <signal.h>
 #include <linux/loop.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -40,8 +43,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define SQUASHFS_IMAGE "/usr.squashfs"
-#define MODULE_LIST "/stage0/modules"
+#define INITRD "/sys/firmware/initrd"
+#define USR_PAYLOAD ".stubdom/usr.squashfs" /* agent/build/image.ts USR_PAYLOAD */
 #define AGENT "/usr/bin/stubdom-init"
 
 static void say(const char *a, const char *b, const char *c)
@@ -75,30 +78,48 @@ static void mount_fs(const char *src, const char *target, const char *type, unsi
 		fail("mount ", target);
 }
 
-static void load_modules(void)
+/* The initrd's first newc header: where the squashfs entry's body starts and how long it is. */
+static void find_payload(int fd, off_t *offset, off_t *size)
 {
-	char list[4096];
-	int fd = open(MODULE_LIST, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail("open ", MODULE_LIST);
-	ssize_t n = read(fd, list, sizeof list - 1);
-	if (n < 0)
-		fail("read ", MODULE_LIST);
-	close(fd);
-	list[n] = '\0';
-	for (char *save = NULL, *path = strtok_r(list, "\n", &save); path; path = strtok_r(NULL, "\n", &save)) {
-		int mfd = open(path, O_RDONLY | O_CLOEXEC);
-		if (mfd < 0)
-			fail("open module ", path);
-		/* EEXIST: already loaded or built in, which is what we wanted. */
-		if (syscall(SYS_finit_module, mfd, "", 0) != 0 && errno != EEXIST)
-			fail("finit_module ", path);
-		close(mfd);
+	char head[110 + sizeof USR_PAYLOAD];
+	if (pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head)
+		fail("read the first cpio header of ", INITRD);
+	unsigned long f[13];
+	for (int i = 0; i < 13; i++) {
+		char hex[9];
+		memcpy(hex, head + 6 + 8 * i, 8);
+		hex[8] = '\0';
+		char *end;
+		f[i] = strtoul(hex, &end, 16);
+		if (*end != '\0')
+			f[i] = ~0UL;
+	}
+	errno = EINVAL;
+	if (memcmp(head, "070701", 6) != 0 || f[11] != sizeof USR_PAYLOAD || memcmp(head + 110, USR_PAYLOAD, sizeof USR_PAYLOAD) != 0)
+		fail("the initrd does not start with ", USR_PAYLOAD " (is this our rootfs?)");
+	*offset = (off_t)((110 + sizeof USR_PAYLOAD + 3) & ~3UL);
+	*size = (off_t)f[6];
+	char magic[4];
+	if (pread(fd, magic, 4, *offset) != 4 || memcmp(magic, "hsqs", 4) != 0) {
+		errno = EINVAL;
+		fail("no squashfs magic at the start of ", USR_PAYLOAD);
 	}
 }
 
 static void mount_usr(void)
 {
+	int img = open(INITRD, O_RDONLY | O_CLOEXEC);
+	if (img < 0)
+		fail("open ", INITRD " (needs Linux 6.8+ booted with retain_initrd, as our kernel is)");
+	struct stat st;
+	off_t offset, size;
+	find_payload(img, &offset, &size);
+	if (fstat(img, &st) != 0)
+		fail("stat ", INITRD);
+	if (offset + size > st.st_size) {
+		errno = EINVAL;
+		fail("the squashfs runs past the end of ", INITRD " (a truncated rootfs?)");
+	}
 	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
 	if (ctl < 0)
 		fail("open ", "/dev/loop-control");
@@ -111,20 +132,15 @@ static void mount_usr(void)
 	int loop = open(dev, O_RDONLY | O_CLOEXEC);
 	if (loop < 0)
 		fail("open ", dev);
-	int img = open(SQUASHFS_IMAGE, O_RDONLY | O_CLOEXEC);
-	if (img < 0)
-		fail("open ", SQUASHFS_IMAGE);
-	/* A read-only backing fd makes the loop device read-only. */
-	if (ioctl(loop, LOOP_SET_FD, img) != 0)
-		fail("ioctl LOOP_SET_FD ", dev);
+	struct loop_config cfg = { .fd = (unsigned)img };
+	cfg.info.lo_offset = (unsigned long long)offset;
+	cfg.info.lo_sizelimit = (unsigned long long)size;
+	cfg.info.lo_flags = LO_FLAGS_READ_ONLY;
+	if (ioctl(loop, LOOP_CONFIGURE, &cfg) != 0)
+		fail("ioctl LOOP_CONFIGURE ", dev);
 	close(img);
-	/*
-	 * The kernel sizes each file before writing it, so a squashfs it ran out of memory to unpack
-	 * has its full length and a zero tail: squashfs then says only EINVAL.
-	 */
 	if (mount(dev, "/usr", "squashfs", MS_RDONLY | MS_NODEV, NULL) != 0)
-		fail("mount squashfs on ", "/usr (after \"Initramfs unpacking failed\" from the kernel, the stub "
-		     "domain has too little memory: raise stubdomain_memory)");
+		fail("mount squashfs on ", "/usr");
 	close(loop);
 }
 
@@ -143,12 +159,12 @@ static int ask_pid1_to_power_off(void)
 
 /*
  * JavaScriptCore settings for the agent, each unless the kernel command line set it: only the
- * interpreter and the baseline JIT, compiling on the main thread. The agent waits on I/O and
- * runs little JavaScript; without the optimizing tiers and their compiler threads it uses less
- * memory and had no more JIT-thread aborts under nested Xen (README.md, Performance). bun:ffi
- * needs a JIT, so it is not turned off entirely.
+ * interpreter (LLInt), one GC marker thread, nothing compiled on other threads. The agent waits
+ * on I/O and runs little JavaScript; without the JIT tiers and their threads it touches less of
+ * the binary and of the heap, which moved the memory floor under Xen from 120 to 112 MiB
+ * (README.md, Performance). useJIT=0 would go further, but bun:ffi stops working with it.
  */
-static const char *const jsc_defaults[] = { "BUN_JSC_useDFGJIT=0", "BUN_JSC_useConcurrentJIT=0" };
+static const char *const jsc_defaults[] = { "BUN_JSC_useDFGJIT=0", "BUN_JSC_useConcurrentJIT=0", "BUN_JSC_useBaselineJIT=0", "BUN_JSC_numberOfGCMarkers=1" };
 
 static int env_has(char **env, size_t n, const char *setting)
 {
@@ -189,7 +205,6 @@ int main(int argc, char **argv, char **envp)
 	mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC);
 	mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
 	mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
-	load_modules();
 	mount_usr();
 	argv[0] = (char *)"stubdom-init";
 	execve(AGENT, argv, agent_env(envp));

@@ -2,10 +2,9 @@
 // baseline (test/bench/baseline): boot time, xl create time, the agent's own overhead, the
 // memory floor and MemAvailable at 144 MiB, plus the baseline image's sizes.
 //
-// The timed boots run both images at one stub domain memory, BOOT_MEM (STUBDOM_MEMORY, else
-// test/xen/run.ts OURS_STUBDOM_MEMORY, printed), because ours does not boot at libxl's default
-// yet; one more boot of each at the default (128 + 16 MiB video) measures MemAvailable there,
-// or records that it did not boot.
+// The timed boots run both images at one stub domain memory, BOOT_MEM: libxl's default
+// (128 + 16 MiB video) unless STUBDOM_MEMORY says otherwise (printed); one more boot of each at
+// the default measures MemAvailable there, or records that it did not boot.
 //
 // One nested boot runs them all: Xen + dom0 from test/xen (dom0.ts builds the outer images,
 // dom0-init.sh brings up the toolstack), with test/bench/xen-dom0.sh in place of the dom0 test
@@ -18,7 +17,7 @@ import { join } from "node:path";
 import { Rootfs, writeCpioImage } from "../../agent/build/image.ts";
 import { buildOuterImages, type OuterImages } from "../xen/dom0.ts";
 import { OUTER_CPU, XEN_CMDLINE } from "../xen/harness.ts";
-import { memoryFor } from "../xen/run.ts";
+import { memoryFromEnv } from "../xen/run.ts";
 import { buildBaselineImages } from "./baseline/image.ts";
 import type { MeasureResult, Measurement, Values } from "./run.ts";
 import { rootfsSize } from "./rootfs.ts";
@@ -176,8 +175,8 @@ export const nestedXen: Measurement = {
       const outer = await buildOuterImages();
       const rounds = quick ? 1 : 3;
       const order = Array.from({ length: rounds }, () => "ours baseline").join(" ");
-      const bootMem = memoryFor("ours")!;
-      process.stderr.write(`    timed boots at STUBDOM_MEMORY=${bootMem} MiB (+16 MiB video) for both images\n`);
+      const bootMem = memoryFromEnv() ?? "default";
+      process.stderr.write(`    timed boots at STUBDOM_MEMORY=${bootMem === "default" ? "libxl's default, 128" : bootMem} MiB (+16 MiB video) for both images\n`);
       const plan =
         `BOOT_MEM=${bootMem}\nBOOT_ORDER="${order}"\nAT144_KINDS="ours baseline"\n` +
         `FLOOR_KINDS="ours baseline"\nFLOOR_LO=64\nFLOOR_HI=320\nSTEP=8\n`;
@@ -189,7 +188,7 @@ export const nestedXen: Measurement = {
         timeoutS: (quick ? 20 : 30) * 60,
       });
       const r = summarizeNested(log, problem);
-      Object.assign(values, r.values, { boot_mem_mib: bootMem });
+      Object.assign(values, r.values, { boot_mem_mib: bootMem === "default" ? 128 : bootMem });
       Object.assign(missing, r.missing);
       Object.assign(absent, r.absent);
       Object.assign(samples, r.samples);

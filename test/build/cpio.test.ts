@@ -2,7 +2,7 @@ import { mkdtemp, readFile, readlink, rm, stat, writeFile, mkdir, utimes, symlin
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { CpioError, encodeCpio, type CpioRecord } from "../../agent/build/cpio.ts";
+import { CpioError, concat, detachedFileChunks, detachedFileExtent, encodeCpio, type CpioRecord } from "../../agent/build/cpio.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -166,5 +166,43 @@ describe("cpio newc writer", () => {
     ).rejects.toThrow(/parent x is a file/);
     await expect(encodeCpio([{ kind: "file", path: "gone", mode: 0o644, data: { file: join(dir, "missing") } }])).rejects.toThrow(CpioError);
     await expect(encodeCpio([{ kind: "file", path: "gone", mode: 0o644, data: { file: join(dir, "missing") } }])).rejects.toThrow(/gone: cannot read .*missing/);
+  });
+});
+
+describe("detached entry (the squashfs the kernel must not unpack)", () => {
+  const body = enc.encode("hsqs and then some bytes"); // 24 bytes: no padding
+  const odd = enc.encode("hsqs+3"); // 6 bytes: 2 of padding
+
+  test("one regular file whose parent is never declared, then a trailer; GNU cpio reads it", async () => {
+    for (const data of [body, odd]) {
+      const archive = concat(detachedFileChunks(".stubdom/usr.squashfs", data));
+      const [e, ...rest] = parseNewc(archive);
+      expect(rest).toEqual([]);
+      expect(e!.name).toBe(".stubdom/usr.squashfs");
+      expect(e!.mode).toBe(0o100444);
+      expect(Buffer.from(e!.data).equals(Buffer.from(data))).toBe(true);
+      const listed = sh(["cpio", "-t", "--quiet"], { stdin: archive });
+      expect(listed.out.trim().split("\n")).toEqual([".stubdom/usr.squashfs"]);
+    }
+  });
+
+  test("the extent points at the body, and `end` where the next archive may start", async () => {
+    const data = odd;
+    const next = await encodeCpio([{ kind: "file", path: "init", mode: 0o755, data: enc.encode("x") }]);
+    const image = concat([...detachedFileChunks(".stubdom/usr.squashfs", data), next]);
+    const { offset, size, end } = detachedFileExtent(image, ".stubdom/usr.squashfs");
+    expect(Buffer.from(image.subarray(offset, offset + size)).equals(Buffer.from(data))).toBe(true);
+    expect(offset % 4).toBe(0);
+    expect(parseNewc(image.subarray(end)).map((e) => e.name)).toEqual(["init"]);
+  });
+
+  test("a name without a parent, another first entry and a short image are errors", async () => {
+    expect(() => detachedFileChunks("usr.squashfs", body)).toThrow(/needs a parent directory/);
+    const other = concat(detachedFileChunks(".other/x", body));
+    expect(() => detachedFileExtent(other, ".stubdom/usr.squashfs")).toThrow(/first entry is \.other\/x/);
+    const whole = concat(detachedFileChunks(".stubdom/usr.squashfs", body));
+    expect(() => detachedFileExtent(whole.subarray(0, whole.length - 4), ".stubdom/usr.squashfs")).toThrow(/runs past the archive's end/);
+    const plain = await encodeCpio(sample);
+    expect(() => detachedFileExtent(plain, ".stubdom/usr.squashfs")).toThrow(CpioError);
   });
 });

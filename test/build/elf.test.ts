@@ -2,7 +2,7 @@ import { mkdtemp, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ElfError, elfSection, parseElf, readElf } from "../../agent/build/elf.ts";
+import { ElfError, elfSection, parseElf, readElf, readElfHeaders } from "../../agent/build/elf.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -57,6 +57,8 @@ describe("ELF reader against readelf", () => {
       expect(info.class).toBe(64);
       expect(info.machine).toBe(62);
       expect(info.needed.length + (info.soname ? 1 : 0)).toBeGreaterThan(0);
+      // PID 1's partial reader (headers, PT_DYNAMIC, the string table) says the same.
+      expect(await readElfHeaders(path)).toEqual(info);
     });
   }
 
@@ -106,5 +108,11 @@ describe("ELF reader against readelf", () => {
     const be = good.slice();
     be[5] = 2;
     expect(() => parseElf(be, "be")).toThrow(/not little-endian/);
+    // The partial reader: the same errors, and a file cut before its dynamic section.
+    await expect(readElfHeaders(notElf)).rejects.toThrow(/not an ELF file/);
+    await expect(readElfHeaders(join(dir, "absent"))).rejects.toThrow(/ELF .*absent: cannot read/);
+    const cut = join(dir, "cut-elf");
+    await writeFile(cut, good.slice(0, 4096));
+    await expect(readElfHeaders(cut)).rejects.toThrow(/ELF .*cut-elf: PT_DYNAMIC at \d+\+\d+ lies outside the part read/);
   });
 });

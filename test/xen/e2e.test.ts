@@ -3,7 +3,7 @@
 // with every check of REQUIRED.ours. `make test` runs this file alone, after the others.
 import { expect, test } from "vitest";
 import { bootNestedXen, faultCounts, parseConsole } from "./harness.ts";
-import { REQUIRED, failures, imagesFor, memoryFor } from "./run.ts";
+import { REQUIRED, failures, imagesFor, memoryFromEnv } from "./run.ts";
 
 test("console parser: results, times, CRLF from the Xen console, relayed stub panics are not the harness's", () => {
   const log = [
@@ -53,7 +53,7 @@ test("failures(): a required check with no line is a failure, not a silent pass"
 
 /** One nested boot of `kind`, its console printed when a check failed, its times always. */
 async function nestedRun(kind: "ours" | "baseline") {
-  const mem = memoryFor(kind);
+  const mem = memoryFromEnv();
   const r = await bootNestedXen({ kind, ...(await imagesFor(kind)), stubMemory: mem });
   const bad = failures(kind, r);
   if (bad.length > 0) process.stdout.write(`----- nested Xen serial console -----\n${r.log}\n----- end -----\n`);

@@ -4,7 +4,8 @@
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
-// default stub domain memory; ours runs at OURS_STUBDOM_MEMORY unless told. --floor searches stubdomain_memory downwards in 8 MiB steps.
+// default stub domain memory, at which both images run unless told. --floor searches
+// stubdomain_memory downwards in 8 MiB steps.
 // Exit status 0 only if every check required for those images passed.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,18 +46,6 @@ export function failures(kind: ImageKind, r: NestedXenRun, required = REQUIRED[k
   return out;
 }
 
-/**
- * Our image does not boot at libxl's default (128 MiB + video) yet: the cpio and its squashfs
- * copy do not fit at once while the kernel unpacks (README, Performance). This is the one place
- * the end-to-end runs raise it, and every run prints the value it used.
- */
-export const OURS_STUBDOM_MEMORY = 256;
-
-/** STUBDOM_MEMORY if set, else OURS_STUBDOM_MEMORY for ours and libxl's default for the baseline. */
-export function memoryFor(kind: ImageKind): number | undefined {
-  return memoryFromEnv() ?? (kind === "ours" ? OURS_STUBDOM_MEMORY : undefined);
-}
-
 export function memoryFromEnv(): number | undefined {
   const v = process.env.STUBDOM_MEMORY;
   if (v === undefined || v === "") return undefined;
@@ -80,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`memory floor ${kind}: ${r.floor ?? "none"} MiB`);
     return r.floor === undefined ? 1 : 0;
   }
-  const mem = memoryFor(kind);
+  const mem = memoryFromEnv();
   const soakArg = arg("--soak");
   const soakSeconds = soakArg === undefined ? undefined : Number(soakArg);
   if (soakSeconds !== undefined && !(Number.isInteger(soakSeconds) && soakSeconds > 0)) throw new Error(`--soak ${soakArg}: expected seconds`);

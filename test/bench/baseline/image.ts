@@ -1,17 +1,17 @@
 // The baseline stub domain image (issue 10's yardstick): test/bench/baseline/init, a busybox
 // shell doing what the Qubes OS init does, packed by the same build code as our images
-// (agent/build/*) from the same Debian packages: the same cloud kernel, the same
-// xen-qemu-system-i386 and the same libraries. Its layout is the Qubes one: one compressed cpio
+// (agent/build/*) from the same Debian packages: the same kernel (ours, agent/build/kernel.ts),
+// the same xen-qemu-system-i386 and the same libraries. Its layout is the Qubes one: one compressed cpio
 // with every file unpacked into the initramfs (zstd here, as our outer cpio).
 //
 //   bun test/bench/baseline/image.ts     writes dist/baseline/qemu-stubdom-linux-{kernel,rootfs}
 import { mkdir, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Sysroot, libraryClosure } from "../../../agent/build/closure.ts";
 import { fetchPackages, resolveDepends, type DebPackage } from "../../../agent/build/debian.ts";
 import { Rootfs, writeAtomically, writeCpioImage } from "../../../agent/build/image.ts";
-import { indexModules, resolveModules } from "../../../agent/build/modules.ts";
+import { buildKernel, type KernelBuild } from "../../../agent/build/kernel.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -20,11 +20,10 @@ const root = join(HERE, "../../..");
 export const BASELINE_DIR = join(root, "dist", "baseline");
 
 /** The packages build.ts makes our image from, plus the shell and the xenstore tools. */
-const PACKAGES = ["linux-image-cloud-amd64", "libc6", "qemu-system-xen", "xenstore-utils", "busybox-static"];
+const PACKAGES = ["libc6", "qemu-system-xen", "xenstore-utils", "busybox-static"];
 /** vchan-socket-proxy lives in xen-utils-4.17, whose Depends (python, ...) the image does not need. */
 const NO_DEPENDS = ["xen-utils-4.17"];
 
-const MODULES = ["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xen-netfront", "xen-blkfront", "tun", "bridge"];
 const QEMU_DATA = [
   "/usr/share/seabios/vgabios-stdvga.bin",
   "/usr/share/seabios/vgabios-cirrus.bin",
@@ -47,8 +46,9 @@ async function busyboxApplets(busybox: string): Promise<string[]> {
 }
 
 /** Inputs that decide the image's bytes: a rebuild is skipped when they are unchanged. */
-async function inputKey(pkgs: DebPackage[]): Promise<string> {
+async function inputKey(pkgs: DebPackage[], kernel: KernelBuild): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
+  h.update(await Bun.file(kernel.bzImage).bytes());
   for (const p of pkgs) h.update(`${p.name} ${p.version}\n`);
   for (const f of ["init", "image.ts"]) h.update(await Bun.file(join(HERE, f)).bytes());
   return h.digest("hex");
@@ -58,12 +58,10 @@ export async function buildBaselineImages(opts: { progress?: (line: string) => v
   const say = opts.progress ?? (() => {});
   const names = await resolveDepends(PACKAGES);
   const pkgs = await fetchPackages([...names, ...NO_DEPENDS], { cacheDir: join(root, ".cache"), progress: say });
-  const kernelPkg = pkgs.find((p) => /^linux-image-\d.*-cloud-amd64$/.test(p.name));
-  if (!kernelPkg) throw new Error("baseline: no linux-image-*-cloud-amd64 among the resolved packages");
-  const kver = kernelPkg.name.replace(/^linux-image-/, "");
+  const kernel = await buildKernel({ cacheDir: join(root, ".cache"), progress: say });
   const out: BaselineImages = { kernel: join(BASELINE_DIR, "qemu-stubdom-linux-kernel"), rootfs: join(BASELINE_DIR, "qemu-stubdom-linux-rootfs") };
   const keyFile = join(BASELINE_DIR, ".inputs");
-  const key = await inputKey(pkgs);
+  const key = await inputKey(pkgs, kernel);
   const have = await Promise.all([stat(out.kernel), stat(out.rootfs)].map((p) => p.then(() => true, () => false)));
   if (have.every(Boolean) && (await Bun.file(keyFile).text().catch(() => "")) === key) return out;
 
@@ -101,15 +99,10 @@ export async function buildBaselineImages(opts: { progress?: (line: string) => v
   }
   for (const p of QEMU_DATA) fs.file(p.slice(1), { file: need(p) }, 0o644);
 
-  const modDir = join(kernelPkg.root, "lib/modules", kver);
-  for (const m of resolveModules(await indexModules(modDir), MODULES)) {
-    fs.file(`usr/lib/modules/${basename(m.path)}`, { file: join(modDir, m.path) }, 0o644);
-  }
-
   say("baseline: zstd cpio");
   await writeCpioImage(fs.records, out.rootfs, { compression: "zstd" });
   await writeAtomically(out.kernel, async (tmp) => {
-    await Bun.write(tmp, Bun.file(join(kernelPkg.root, "boot", `vmlinuz-${kver}`)));
+    await Bun.write(tmp, Bun.file(kernel.bzImage));
   });
   await Bun.write(keyFile, key);
   return out;
