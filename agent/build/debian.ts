@@ -213,7 +213,7 @@ export function debFileName(c: Candidate): string {
   return `${c.name}_${c.version.replace(/:/g, "%3a")}_${c.arch}.deb`;
 }
 
-async function exists(path: string): Promise<boolean> {
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;

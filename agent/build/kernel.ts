@@ -12,11 +12,11 @@
 // build are kept, so a changed fragment rebuilds only what it touches. Reproducible: the
 // KBUILD_BUILD_* values are fixed, and out-of-tree builds embed no build path.
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { aptSuite, fetchPackages, run } from "./debian.ts";
+import { aptSuite, exists, fetchPackages, run } from "./debian.ts";
 import { parseModulesBuiltin } from "./modules.ts";
 
 export class KernelBuildError extends Error {
@@ -87,10 +87,6 @@ export function unmetOptions(wanted: readonly ConfigLine[], dotConfig: string): 
     if (g !== w.value) bad.push(`${w.key}=${w.value}: got ${g === "n" && !got.has(w.key) ? "nothing (no such option, or its dependencies are off)" : g}`);
   }
   return bad;
-}
-
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
 }
 
 /** Runs make, printing a line of progress every 30 s (a clean build prints ~2,000 objects). */
