@@ -122,12 +122,13 @@ export function parseAptCacheDepends(text: string, skip: ReadonlySet<string> = n
       continue;
     }
     if (!current) continue;
-    const m = /^ (\|| )(Pre-Depends|Depends|Recommends|Suggests|Breaks|Conflicts|Replaces|Enhances): (.+)$/.exec(line);
+    // apt-cache spells it PreDepends.
+    const m = /^ (\|| )(PreDepends|Depends|Recommends|Suggests|Breaks|Conflicts|Replaces|Enhances): (.+)$/.exec(line);
     if (m) {
       virtualFor = undefined;
       const kind = m[2];
       const name = (m[3] ?? "").trim();
-      if (kind !== "Depends" && kind !== "Pre-Depends") continue;
+      if (kind !== "Depends" && kind !== "PreDepends") continue;
       const alt = m[1] === "|";
       if (name.startsWith("<") && name.endsWith(">")) {
         // A virtual package: its providers follow, indented; the first unskipped one stands in.

@@ -131,11 +131,15 @@ describe("Debian inputs", () => {
       "  Recommends: qemu-utils",
       "libc6",
       "  Depends: libgcc-s1",
+      "tar",
+      "  PreDepends: libacl1",
+      "  PreDepends: libc6",
       "",
     ].join("\n");
     const deps = parseAptCacheDepends(text, new Set(["debconf-2.0", "libfoo1"]));
     expect(deps.get("qemu-system-xen")).toEqual(["libc6", "libfoo-alt1", "provider-a"]);
     expect(deps.get("libc6")).toEqual(["libgcc-s1"]);
+    expect(deps.get("tar")).toEqual(["libacl1", "libc6"]);
   });
 
   test("resolveDepends follows Depends recursively and drops skipped packages", async () => {
