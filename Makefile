@@ -37,7 +37,7 @@ typecheck: deps
 # CPU shared with other test files must not decide whether they pass.
 test: build typecheck
 	$(VITEST) --exclude 'test/xen/**'
-	$(VITEST) test/xen/
+	$(VITEST) --no-file-parallelism test/xen/
 
 # Benchmarks (issue 10): a table and dist/bench.json, each against its baseline in the same run;
 # fails when a measurement could not be taken. BENCH_QUICK=1 takes each measurement once.
@@ -45,8 +45,8 @@ bench: build
 	$(BUN) test/bench/run.ts
 
 # End to end on Xen 4.17 nested in QEMU TCG (issue 9): our dist/ images through the real xl.
-# STUBDOM_MEMORY=MiB overrides libxl's default stub domain memory (printed in the output); ours
-# runs at 256 MiB unless told (test/xen/run.ts OURS_STUBDOM_MEMORY; README, Performance).
+# Ours is installed in dom0 from our package with dpkg -i. STUBDOM_MEMORY=MiB overrides libxl's
+# default stub domain memory (printed in the output).
 .PHONY: e2e-xen e2e-xen-baseline
 e2e-xen: build
 	$(BUN) test/xen/run.ts --images ours

@@ -11,6 +11,7 @@ import { Sysroot, libraryClosure } from "../../agent/build/closure.ts";
 import { DEFAULT_SKIP, fetchPackages, resolveDepends, type DebPackage } from "../../agent/build/debian.ts";
 import { Rootfs, writeAtomically, writeCpioImage } from "../../agent/build/image.ts";
 import { indexModules, resolveModules } from "../../agent/build/modules.ts";
+import { dpkgDatabase } from "./dpkg-db.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -21,11 +22,12 @@ export const E2E_CACHE = join(root, ".cache", "xen-e2e");
 const PACKAGES = [
   "xen-hypervisor-4.17-amd64", "xen-utils-4.17", "xen-utils-common", "xenstore-utils", "qemu-system-xen",
   "qemu-system-data", "seabios", "linux-image-amd64", "busybox-static", "iproute2", "bash", "util-linux",
-  "coreutils", "libgcc-s1",
+  "coreutils", "libgcc-s1", "dpkg", "libc-bin",
 ];
 /** Depends that only serve maintainer scripts, boot-time tools or other programs of those packages. */
 const SKIP = [
-  ...DEFAULT_SKIP, "python3", "perl", "udev", "dracut", "tiny-initramfs", "initramfs-tools-core", "dracut-core",
+  // dpkg and ldconfig are dom0's own here: it installs our package.
+  ...DEFAULT_SKIP.filter((p) => p !== "dpkg" && p !== "libc-bin"), "python3", "perl", "udev", "dracut", "tiny-initramfs", "initramfs-tools-core", "dracut-core",
   "libpam0g", "libpam-modules", "libsemanage2", "passwd", "login", "base-files", "mime-support",
   "mailcap", "media-types", "ucf", "util-linux-extra",
 ];
@@ -36,6 +38,10 @@ const ROOTS = [
   `${XEN}/bin/xl`, `${XEN}/bin/xenstored`, `${XEN}/bin/xenconsoled`, `${XEN}/bin/xen-init-dom0`,
   `${XEN}/bin/vchan-socket-proxy`, `${XEN}/bin/libxl-save-helper`, "/usr/libexec/xen-qemu-system-i386",
   "/usr/bin/xenstore", "/usr/bin/bash", "/usr/bin/ip", "/usr/sbin/bridge", "/usr/bin/flock", "/usr/bin/stat",
+  // `dpkg -i` of our package (dpkg-db.ts) runs dpkg-split and dpkg-deb, which unpacks with GNU tar;
+  // dpkg refuses to run without ldconfig and start-stop-daemon in PATH.
+  "/usr/bin/dpkg", "/usr/bin/dpkg-deb", "/usr/bin/dpkg-split", "/usr/bin/dpkg-query", "/usr/bin/tar", "/usr/sbin/ldconfig",
+  "/usr/sbin/start-stop-daemon",
   // dlopen'd: xl aborts without libgcc_s (pthread_cancel); stubdom-init's own DT_NEEDED.
   "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
   "/usr/lib/x86_64-linux-gnu/libpthread.so.0", "/usr/lib/x86_64-linux-gnu/libdl.so.2",
@@ -64,7 +70,7 @@ async function run(cmd: string[], what: string): Promise<Uint8Array> {
 async function inputKey(pkgs: DebPackage[]): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
   for (const p of pkgs) h.update(`${p.name} ${p.version}\n`);
-  for (const f of ["dom0.ts", "dom0-init.sh", "dom0-test.sh"]) h.update(await Bun.file(join(HERE, f)).bytes());
+  for (const f of ["dom0.ts", "dpkg-db.ts", "dom0-init.sh", "dom0-test.sh"]) h.update(await Bun.file(join(HERE, f)).bytes());
   return h.digest("hex").slice(0, 16);
 }
 
@@ -106,7 +112,8 @@ export async function buildOuterImages(opts: { progress?: (line: string) => void
   fs.file("init", { file: join(HERE, "dom0-init.sh") }, 0o755);
   fs.file("e2e/test.sh", { file: join(HERE, "dom0-test.sh") }, 0o755);
   fs.charDev("dev/console", 0o600, 5, 1);
-  for (const d of ["proc", "sys", "tmp", "run", "var/log/xen", "var/lib/xen"]) fs.dir(d, 0o755);
+  for (const d of ["proc", "sys", "tmp", "run", "var/log/xen", "var/lib/xen", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"]) fs.dir(d, 0o755);
+  for (const [path, text] of await dpkgDatabase(pkgs)) fs.file(path, new TextEncoder().encode(text), 0o644);
   for (const d of ["bin", "sbin", "lib", "lib64"]) fs.symlink(d, `usr/${d}`);
   fs.file("etc/passwd", new TextEncoder().encode("root:x:0:0:root:/root:/bin/sh\n"), 0o644);
   fs.file("etc/xen/xl.conf", { file: need("/etc/xen/xl.conf") }, 0o644);
@@ -139,30 +146,27 @@ export async function buildOuterImages(opts: { progress?: (line: string) => void
   return out;
 }
 
+/** Where the dom0 test script finds our package (dom0-test.sh installs it with dpkg -i). */
+export const E2E_DEB = "e2e/xen-stubdom-init.deb";
+
 /**
- * The per-run part of the dom0 initramfs: the stub domain images under test and, for ours, the
- * agent binary for `stubdom-init status`. Uncompressed (the images are compressed already);
- * the kernel unpacks it before the cached dom0 archive that follows it.
+ * The per-run part of the dom0 initramfs: the stub domain under test, as our package (which
+ * dom0-test.sh installs with `dpkg -i`: the images land in libxl's firmware directory and the
+ * guest's xl.cfg names none, stubdom-init in /usr/bin) or as two loose images (the baseline,
+ * named in xl.cfg). Uncompressed (the images are compressed already); the kernel unpacks it
+ * before the cached dom0 archive that follows it.
  */
 export async function writeRunInitramfs(
   out: string,
-  opts: {
-    dom0Initramfs: string; stubKernel: string; stubRootfs: string; agent?: string; extraFiles?: Record<string, string>;
-    /**
-     * Install the images as the package does, in libxl's firmware directory (agent/build/deb.ts),
-     * so that the guest's xl.cfg names none; otherwise they are /e2e/stub-{kernel,rootfs}.
-     */
-    firmwareDir?: string;
-  },
+  opts: { dom0Initramfs: string; stub: { deb: string } | { kernel: string; rootfs: string }; extraFiles?: Record<string, string> },
 ): Promise<void> {
   const fs = new Rootfs();
   for (const [path, file] of Object.entries(opts.extraFiles ?? {})) fs.file(path, { file }, 0o644);
-  const [kernel, rootfs] = opts.firmwareDir
-    ? [`${opts.firmwareDir.replace(/^\//, "")}/qemu-stubdom-linux-kernel`, `${opts.firmwareDir.replace(/^\//, "")}/qemu-stubdom-linux-rootfs`]
-    : ["e2e/stub-kernel", "e2e/stub-rootfs"];
-  fs.file(kernel, { file: opts.stubKernel }, 0o644);
-  fs.file(rootfs, { file: opts.stubRootfs }, 0o644);
-  if (opts.agent) fs.file("usr/bin/stubdom-init", { file: opts.agent }, 0o755);
+  if ("deb" in opts.stub) fs.file(E2E_DEB, { file: opts.stub.deb }, 0o644);
+  else {
+    fs.file("e2e/stub-kernel", { file: opts.stub.kernel }, 0o644);
+    fs.file("e2e/stub-rootfs", { file: opts.stub.rootfs }, 0o644);
+  }
   const head = `${out}.head`;
   await writeCpioImage(fs.records, head, { compression: "none" });
   await writeAtomically(out, async (tmp) => {
