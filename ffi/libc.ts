@@ -96,13 +96,14 @@ export class SysError extends Error {
 
 const enc = new TextEncoder();
 /** A NUL-terminated copy; the caller keeps it referenced for the duration of the call. */
-function cstr(s: string): Uint8Array {
+export function cstr(s: string): Uint8Array {
   return enc.encode(`${s}\0`);
 }
 function orNull(s: string | undefined): Uint8Array | null {
   return s === undefined ? null : cstr(s);
 }
-function check(call: string, rc: number | bigint, subject = ""): number {
+/** rc, or a SysError with errno when rc < 0: for the ffi/ modules' own symbols too. */
+export function check(call: string, rc: number | bigint, subject = ""): number {
   const n = Number(rc);
   if (n < 0) throw new SysError(call, errno(), subject);
   return n;
@@ -201,6 +202,15 @@ export function readNow(fd: number, max: number): Uint8Array | null {
   const e = errno();
   if (e === EAGAIN) return null;
   throw new SysError("read", e, String(fd));
+}
+
+/** Writes what a non-blocking fd takes now: the byte count, 0 when it takes nothing (EAGAIN). */
+export function writeNow(fd: number, data: Uint8Array): number {
+  const n = Number(libc().write(fd, data, BigInt(data.length)));
+  if (n >= 0) return n;
+  const e = errno();
+  if (e === EAGAIN || e === EINTR) return 0;
+  throw new SysError("write", e, String(fd));
 }
 
 const F_DUPFD_CLOEXEC = 1030;

@@ -50,6 +50,40 @@ const BUILD_ENV = {
   KBUILD_BUILD_VERSION: "1",
 };
 
+/**
+ * Changes to Debian's source, each an exact piece of text and its replacement (checked: a
+ * source where neither is found fails the build). Applied once to the shared source tree.
+ */
+export const SOURCE_EDITS: ReadonlyArray<{ file: string; find: string; replace: string }> = [
+  {
+    // Consoles 1 and 2 carry QEMU's saved state to dom0 and back (issue 18). The hvc driver
+    // starts every tty cooked (tty_std_termios) and polls the ring from the interrupt that opening
+    // it enables, so the first bytes of a restore stream meet ICANON, ISIG and IXON before the
+    // agent's tcsetattr can run (seen on nested Xen: QEMU's "Not a migration stream"). Raw from
+    // install on, for every console but hvc0, the kernel's and the agent's log.
+    file: "drivers/tty/hvc/hvc_console.c",
+    find: "\trc = tty_port_install(&hp->port, driver, tty);\n\tif (rc)\n\t\ttty_port_put(&hp->port);\n\treturn rc;\n",
+    replace:
+      "\trc = tty_port_install(&hp->port, driver, tty);\n\tif (rc)\n\t\ttty_port_put(&hp->port);\n" +
+      "\telse if (tty->index > 0) {\n" +
+      "\t\t/* xen-stubdom-init: binary streams (a stub domain's save and restore), raw from the first byte */\n" +
+      "\t\ttty->termios.c_iflag &= ~(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);\n" +
+      "\t\ttty->termios.c_oflag &= ~OPOST;\n" +
+      "\t\ttty->termios.c_lflag &= ~(ECHO | ECHONL | ICANON | ISIG | IEXTEN);\n" +
+      "\t\ttty->termios.c_cflag &= ~(CSIZE | PARENB);\n" +
+      "\t\ttty->termios.c_cflag |= CS8;\n" +
+      "\t}\n\treturn rc;\n",
+  },
+];
+
+/** `text` with the edit made; unchanged when it is made already; an error when neither is there. */
+export function applyEdit(text: string, e: { file: string; find: string; replace: string }): string {
+  if (text.includes(e.replace)) return text;
+  const at = text.indexOf(e.find);
+  if (at < 0 || text.indexOf(e.find, at + 1) >= 0) throw new KernelBuildError(`${e.file}: the text to change is not there exactly once (another kernel version?)`);
+  return text.slice(0, at) + e.replace + text.slice(at + e.find.length);
+}
+
 export interface ConfigLine {
   key: string;
   /** "y", "n", a number or a quoted string, as written in the fragment. */
@@ -129,7 +163,7 @@ export async function buildKernel(opts: { cacheDir?: string; progress?: (l: stri
   const wanted = fragments.flatMap((f) => parseFragment(f.text, f.path));
   const gcc = (await run(["gcc", "--version"], "gcc --version")).split("\n")[0] ?? "";
   const hash = createHash("sha256")
-    .update(JSON.stringify({ version: pkg.version, fragments: fragments.map((f) => f.text), RECIPE, BUILD_ENV, gcc }))
+    .update(JSON.stringify({ version: pkg.version, fragments: fragments.map((f) => f.text), RECIPE, BUILD_ENV, gcc, SOURCE_EDITS }))
     .digest("hex")
     .slice(0, 16);
   const kdir = join(cache, "kernel");
@@ -164,6 +198,15 @@ export async function buildKernel(opts: { cacheDir?: string; progress?: (l: stri
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
+  }
+
+  for (const e of SOURCE_EDITS) {
+    const file = join(src, e.file);
+    const text = await readFile(file, "utf8");
+    const edited = applyEdit(text, e);
+    if (edited === text) continue;
+    await writeFile(`${file}.${tag}`, edited);
+    await rename(`${file}.${tag}`, file);
   }
 
   // The last build's object tree makes a change of configuration an incremental build (Kbuild

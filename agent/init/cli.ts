@@ -10,7 +10,7 @@ import { PR_SET_CHILD_SUBREAPER, prctl, sync } from "../../ffi/libc.ts";
 import { createLogger, stderrSink, uptimeClock, type Level } from "../log.ts";
 import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
 import { REAP_SWEEP_MS, Supervisor, type QemuPlan } from "./supervisor.ts";
-import { processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
+import { openSaveStream, processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const PlanSchema = z.strictObject({
   binary: z.string().min(1),
@@ -108,7 +108,8 @@ export async function run(argv: string[]): Promise<number> {
     hypervisor,
     machine,
     health,
-    consoles: { 1: values.console1, 2: values.console2 },
+    restoreConsole: values.console2,
+    ...(plan.saveConsole ? { saveStream: openSaveStream(values.console1) } : {}),
     nowMs,
     entryMs: processStartMs(nowMs()),
   });

@@ -14,7 +14,6 @@ import { loadConfig } from "../config/load.ts";
 import type { AgentOptions, StubdomConfig } from "../config/types.ts";
 import { createHealthWriter, type HealthWriter } from "../health/writer.ts";
 import type { NicHealth } from "../health/schema.ts";
-import { procRss } from "../health/proc.ts";
 import { createLogger, stderrSink, uptimeClock, type Logger } from "../log.ts";
 import { createTap, linkNic, openNetlink, startDhcp, unlinkNic } from "../net/index.ts";
 import type { XenStore } from "../xenstore/types.ts";
@@ -31,16 +30,12 @@ import type { Machine, PowerOffReason } from "./platform.ts";
 import { baseSetup, runSetup, scrubSetup, xenSetup } from "./setup.ts";
 import { realSetupSys } from "./setup-sys.ts";
 import { MONITORS, REAP_SWEEP_MS, Supervisor, type QemuPlan, type SupervisorDeps } from "./supervisor.ts";
-import type { Processes } from "./processes.ts";
 import { runSelftest } from "./selftest.ts";
 import { findVirtioPort } from "./virtio.ts";
-import { vchanServer } from "../../ffi/vchan.ts";
-import { vchanChannel, virtioChannel } from "../qemu/channels.ts";
-import { runQmpRelay, type RelayChannel } from "../qemu/relay.ts";
-import { unixTransport } from "../qemu/unix-transport.ts";
 import { hasSeccomp } from "../qemu/argv.ts";
 import { readElfHeaders } from "../build/elf.ts";
-import { kernelRunInitMs, processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
+import { kernelRunInitMs, openSaveStream, processStartMs, realSupervisorDeps, supervise, type SaveStream } from "./wiring.ts";
+import { startDebugShell, startQmpRelay } from "./services.ts";
 
 const clock = uptimeClock();
 const nowMs = () => clock() * 1000;
@@ -99,7 +94,7 @@ export async function runInit(): Promise<never> {
   process.off("SIGINT", onEarlySignal);
 
   // From here on PID 1 may not die.
-  const { plan, deps, options, config, net, xs, health: report } = booted;
+  const { plan, deps, options, config, net, xs, health: report, saveStream } = booted;
   const sup = new Supervisor(plan, deps);
   for (const signal of earlySignals) sup.queue.push({ kind: "signal", signal });
   if (options.shell) startDebugShell(deps.processes, log);
@@ -124,7 +119,7 @@ export async function runInit(): Promise<never> {
     log.info(`power button pressed (${device}): stopping as for SIGTERM`);
     sup.queue.push({ kind: "signal", signal: "SIGTERM" });
   }, log);
-  startQmpRelay(options, config, log, `${plan.runDir}/${MONITORS.relay}.sock`);
+  startQmpRelay({ options, config, log, monitor: `${plan.runDir}/${MONITORS.relay}.sock`, saveStream, report });
   // The boot's garbage (xenstore reads, zod parses, module set-up) is most of the heap now; a
   // full collection before QEMU starts gives those pages back when QEMU needs memory most.
   Bun.gc(true);
@@ -140,6 +135,7 @@ interface Booted {
   net: Network | null;
   xs: XenStore;
   health: HealthWriter;
+  saveStream: SaveStream | null;
 }
 
 /** The NIC pairs linked at boot, and what keeps them linked afterwards. */
@@ -193,16 +189,19 @@ async function bootStubdom(
     probeMs: options.healthInterval * 1000,
     reapSweepMs: REAP_SWEEP_MS,
   };
+  // Opened now: a boot that cannot make the save stream fails here, not at the first save.
+  const saveStream = config.consoles.save ? openSaveStream("/dev/hvc1") : null;
   const deps = realSupervisorDeps({
     log,
     hypervisor: xen ? xenHypervisor : devHypervisor(xs, config.stubDomid),
     machine,
     health,
-    consoles: { 1: "/dev/hvc1", 2: "/dev/hvc2" },
+    restoreConsole: "/dev/hvc2",
+    ...(saveStream ? { saveStream } : {}),
     nowMs,
     entryMs,
   });
-  return { plan, deps, options, config, net, xs, health };
+  return { plan, deps, options, config, net, xs, health, saveStream };
 }
 
 /**
@@ -395,44 +394,4 @@ async function setupNetwork(config: StubdomConfig, log: Logger, health: HealthWr
     }
   }
   return { nl, pairs, links };
-}
-
-/**
- * dom0's QMP: libxl's vchan-socket-proxy connects to a vchan server at
- * device-model/<G>/qmp-vchan with peer domid 0 (protocol §6); the development VM uses a
- * virtio-serial port named on the kernel command line instead.
- */
-function startQmpRelay(options: AgentOptions, config: StubdomConfig, log: Logger, monitor: string): void {
-  let channel: RelayChannel;
-  if (options.qmp.kind === "virtio") {
-    const port = findVirtioPort(options.qmp.name);
-    if (!port) {
-      log.error(`QMP relay: no virtio-serial port named ${options.qmp.name}`);
-      return;
-    }
-    channel = virtioChannel(port);
-    log.info(`QMP relay: dom0 clients via ${port}`);
-  } else {
-    const path = `/local/domain/${config.stubDomid}/device-model/${config.guestDomid}/qmp-vchan`;
-    const rlog = log.child("qmp-relay");
-    channel = vchanChannel(() => vchanServer(0, path), (m) => rlog.debug(m));
-    log.info(`QMP relay: dom0 clients via vchan ${path}`);
-  }
-  void runQmpRelay({
-    channel,
-    connectQemu: () => unixTransport(monitor),
-    log: log.child("qmp-relay"),
-    anonKib: () => procRss("self")?.anonKib,
-  });
-}
-
-/** Through the supervisor's Processes, so that the orphan reaper never takes its exit. */
-function startDebugShell(processes: Processes, log: Logger): void {
-  log.warn("stubdom.shell=1: debug shell on the console");
-  try {
-    const sh = processes.spawn(["/bin/sh"], { console: "shell", env: { PATH: "/usr/bin:/usr/sbin:/bin:/sbin", HOME: "/" } });
-    void sh.exited.then((e) => log.info(`debug shell exited (${e.signal ?? `code ${e.code}`})`), () => undefined);
-  } catch (e) {
-    log.error(`debug shell: ${(e as Error).message}`);
-  }
 }

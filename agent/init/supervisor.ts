@@ -31,7 +31,7 @@ export interface QemuPlan {
   readonly crashGraceMs: number;
   /** Directory for the monitors' sockets. */
   readonly runDir: string;
-  /** Console 1 exists: hand /dev/hvc1 to QEMU as fdset 1 before reporting ready. */
+  /** Console 1 exists: hand QEMU the save stream as fdset 1 before reporting ready. */
   readonly saveConsole: boolean;
   /** QMP greeting + setup deadline; libxl's whole start-up budget is 30 s. */
   readonly qmpTimeoutMs: number;
@@ -53,8 +53,10 @@ export interface SupervisorDeps {
   /** Binds a listening socket for QEMU to inherit; returns the fd. */
   listen(path: string): number;
   connectQmp(path: string, timeoutMs: number): Promise<QmpClient>;
-  /** A raw-mode fd on console n (/dev/hvcN), or throws. */
-  openConsole(n: 1 | 2): number;
+  /** A raw-mode, read-only fd on the restore console (/dev/hvc2), or throws. */
+  openRestoreConsole(): number;
+  /** A write-only fd for QEMU's fdset 1, where libxl has QEMU save its state, or throws. */
+  saveStreamFd(): number;
   closeFd(fd: number): void;
   /** Runs the orphan reaper; returns how many it reaped. */
   reapOrphans(): number;
@@ -290,7 +292,7 @@ export class Supervisor {
     const fds: number[] = [];
     try {
       for (const m of [MONITORS.agent, MONITORS.relay]) fds.push(deps.listen(this.socketPath(m)));
-      if (plan.restoreArgIndex !== null) fds.push(deps.openConsole(2));
+      if (plan.restoreArgIndex !== null) fds.push(deps.openRestoreConsole());
       deps.log.info(`exec ${[plan.binary, ...built.argv].map(shellQuote).join(" ")}`);
       this.child = deps.processes.spawn([plan.binary, ...built.argv], { extraFds: fds });
     } catch (e) {
@@ -325,14 +327,15 @@ export class Supervisor {
       this.qmp = qmp;
       qmp.onEvent((event) => this.queue.push({ kind: "qmp", event }));
       if (plan.saveConsole) {
-        const fd = deps.openConsole(1);
+        const fd = deps.saveStreamFd();
         try {
-          // libxl's save sends xen-save-devices-state filename=/dev/fdset/1 (protocol §6).
+          // libxl's save sends xen-save-devices-state filename=/dev/fdset/1 (protocol §6);
+          // the relay copies what QEMU wrote to console 1 (save-stream.ts).
           await qmp.execute("add-fd", { "fdset-id": 1, opaque: "hvc1" }, plan.qmpTimeoutMs, [fd]);
         } finally {
           deps.closeFd(fd);
         }
-        deps.log.info("QMP add-fd /dev/hvc1 as fdset 1");
+        deps.log.info("QMP add-fd of the save stream as fdset 1 (copied to /dev/hvc1 when QEMU has saved)");
       }
       this.queue.push({ kind: "qemu", event: "qmpReady" });
       const why = await qmp.closed;

@@ -1,13 +1,15 @@
 // Connects the supervisor to the process (signals, uncaught errors) and to the real kernel
 // (sockets, consoles, reaping). Shared by the real boot and by `stubdom-init init`.
 import { closeSync, openSync, readFileSync, readSync, unlinkSync, constants } from "node:fs";
-import { close, listenUnixForChild, makeRaw, O, open, peekExitedChild, reapChild, SysError } from "../../ffi/libc.ts";
+import { close, listenUnixForChild, makeRaw, O, open, peekExitedChild, reapChild, SysError, writeNow } from "../../ffi/libc.ts";
+import { fileSize, memfdCreate, readAt, truncateFile } from "../../ffi/memfd.ts";
 import type { Logger } from "../log.ts";
 import { QmpClient } from "../qemu/qmp.ts";
 import { unixTransport } from "../qemu/unix-transport.ts";
 import type { HealthReport, Hypervisor, Machine } from "./platform.ts";
 import { bunProcesses } from "./processes.ts";
 import { procZombieChildren, reapOrphans } from "./reaper.ts";
+import type { SaveStreamIo } from "./save-stream.ts";
 import type { Supervisor, SupervisorDeps } from "./supervisor.ts";
 
 const ENOTTY = 25;
@@ -17,8 +19,10 @@ export interface RealDepsOptions {
   hypervisor: Hypervisor;
   machine: Machine;
   health: HealthReport;
-  /** Console device paths: /dev/hvc1 and /dev/hvc2 in a stub domain. */
-  consoles: { 1: string; 2: string };
+  /** The restore console's device path: /dev/hvc2 in a stub domain. */
+  restoreConsole: string;
+  /** Where QEMU saves to, when the stub domain has a save console. */
+  saveStream?: SaveStream;
   nowMs: () => number;
   entryMs: number;
 }
@@ -40,19 +44,10 @@ export function realSupervisorDeps(o: RealDepsOptions): SupervisorDeps {
       return listenUnixForChild(path);
     },
     connectQmp: (path, timeoutMs) => QmpClient.connect(unixTransport(path), timeoutMs),
-    openConsole(n) {
-      const path = o.consoles[n];
-      const fd = open(path, O.RDWR | O.NOCTTY | O.CLOEXEC);
-      try {
-        makeRaw(fd, path);
-      } catch (e) {
-        // A file or pipe standing in for the console in tests has no line discipline to clear.
-        if (!(e instanceof SysError && e.errno === ENOTTY)) {
-          close(fd);
-          throw e;
-        }
-      }
-      return fd;
+    openRestoreConsole: () => openConsole(o.restoreConsole, O.RDONLY),
+    saveStreamFd() {
+      if (!o.saveStream) throw new Error("no save stream was opened for this stub domain");
+      return o.saveStream.qemuFd();
     },
     closeFd: (fd) => close(fd),
     reapOrphans: () =>
@@ -138,4 +133,46 @@ export function kernelRunInitMs(path = "/dev/kmsg", maxRecords = 20_000): number
   } finally {
     closeSync(fd);
   }
+}
+
+/** A raw-mode fd on a console (/dev/hvcN), owned by the caller. */
+function openConsole(path: string, access: number): number {
+  const fd = open(path, access | O.NOCTTY | O.CLOEXEC);
+  try {
+    makeRaw(fd, path);
+  } catch (e) {
+    // A file or pipe standing in for the console in tests has no line discipline to clear.
+    if (!(e instanceof SysError && e.errno === ENOTTY)) {
+      close(fd);
+      throw e;
+    }
+  }
+  return fd;
+}
+
+/** The memory file QEMU saves its device state into and the console it is copied to (save-stream.ts). */
+export interface SaveStream {
+  /**
+   * A write-only descriptor of the memory file for QEMU's fdset 1, owned by the caller: QEMU
+   * hands out a descriptor of a set only when its access mode matches the open's (O_WRONLY).
+   */
+  qemuFd(): number;
+  io: SaveStreamIo;
+}
+
+/** Opens console 1 (non-blocking, raw) and a memory file; both live as long as PID 1. */
+export function openSaveStream(consolePath: string): SaveStream {
+  const memfd = memfdCreate("qemu-save");
+  const console = openConsole(consolePath, O.WRONLY | O.NONBLOCK);
+  return {
+    qemuFd: () => open(`/proc/self/fd/${memfd}`, O.WRONLY | O.CLOEXEC),
+    io: {
+      size: () => fileSize(memfd),
+      readAt: (offset, max) => readAt(memfd, offset, max),
+      writeConsole: (data) => writeNow(console, data),
+      truncate: () => truncateFile(memfd),
+      sleep: (ms) => Bun.sleep(ms),
+      nowMs: () => performance.now(),
+    },
+  };
 }

@@ -4,6 +4,7 @@
 // fresh greeting (the race Qubes' "reconnect marker" works around).
 import type { Logger } from "../log.ts";
 import type { QmpTransport } from "./qmp.ts";
+import type { RelayWatch } from "./relay-watch.ts";
 
 export interface RelaySession {
   /** Bytes from the client; ends when the client leaves. */
@@ -29,6 +30,8 @@ export interface RelayOptions {
   retryMs?: number;
   /** PID 1's anonymous memory in KiB, logged with each session's end (growth = a leak). */
   anonKib?: () => number | undefined;
+  /** A watch on each session's traffic (the save stream's reply hook). */
+  watch?: () => RelayWatch;
 }
 
 /** Serves clients one after the other. Never throws: a failed session is logged. */
@@ -44,9 +47,11 @@ export async function runQmpRelay(o: RelayOptions): Promise<void> {
       const q = qemu;
       const s = session;
       const bytes = { in: 0, out: 0 };
+      const watch = o.watch?.();
       const toClient = (async () => {
         for await (const chunk of q.chunks()) {
           bytes.out += chunk.length;
+          await watch?.beforeClient(chunk);
           s.write(chunk);
         }
         return "QEMU closed the monitor";
@@ -54,6 +59,7 @@ export async function runQmpRelay(o: RelayOptions): Promise<void> {
       const toQemu = (async () => {
         for await (const chunk of s.chunks()) {
           bytes.in += chunk.length;
+          watch?.fromClient(chunk);
           q.send(chunk);
         }
         return "the client left";

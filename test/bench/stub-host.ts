@@ -52,7 +52,7 @@ const deps = realSupervisorDeps({
   hypervisor: { shutdownGuest: (g, reason) => void process.stdout.write(`shutdownGuest ${g} ${reason}\n`) },
   machine: { sync, powerOff: (reason) => process.exit(EXIT_CODES[reason]) },
   health,
-  consoles: { 1: "/dev/null", 2: "/dev/null" },
+  restoreConsole: "/dev/null",
   nowMs,
   entryMs,
 });

@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { FRAGMENTS, buildKernel, parseFragment, unmetOptions } from "../../agent/build/kernel.ts";
+import { FRAGMENTS, SOURCE_EDITS, applyEdit, buildKernel, parseFragment, unmetOptions } from "../../agent/build/kernel.ts";
 import { parseModulesBuiltin } from "../../agent/build/modules.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -26,7 +26,22 @@ describe("fragments", () => {
   });
 });
 
+test("a source edit is made once, kept when made, and refused when its text is not there exactly once", () => {
+  const e = { file: "f.c", find: "a();\n", replace: "a();\nb();\n" };
+  const once = applyEdit("x();\na();\n", e);
+  expect(once).toBe("x();\na();\nb();\n");
+  expect(applyEdit(once, e)).toBe(once);
+  expect(() => applyEdit("x();\n", e)).toThrow(/f\.c: the text to change is not there exactly once/);
+  expect(() => applyEdit("a();\na();\n", e)).toThrow(/exactly once/);
+});
+
 describe("the kernel of this tree (cached by make build)", () => {
+  test("its source carries every edit (the hvc consoles after hvc0 start raw)", async () => {
+    const k = await buildKernel({ cacheDir: join(root, ".cache") });
+    const src = join(root, ".cache/kernel", `src-${/^(.*)-[0-9a-f]{16}$/.exec(k.bzImage.split("/").at(-2)!)![1]}`);
+    for (const e of SOURCE_EDITS) expect(await readFile(join(src, e.file), "utf8")).toContain(e.replace);
+  });
+
   test("its .config has every option of agent/build/kernel/*.config, and no modules", async () => {
     const k = await buildKernel({ cacheDir: join(root, ".cache") });
     const dot = await readFile(k.config, "utf8");

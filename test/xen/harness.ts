@@ -7,7 +7,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { E2E_CACHE, buildOuterImages, writeRunInitramfs } from "./dom0.ts";
-import { xenFirmwareDir } from "../../agent/build/deb.ts";
+import { buildDeb, xenFirmwareDir } from "../../agent/build/deb.ts";
 import { debian13Qemu } from "./outer-qemu.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
@@ -25,9 +25,10 @@ export interface NestedXenOptions {
    * "full": every check; "create": only `xl create` and `xl destroy` (memory floor search);
    * "relay": `relayClients` dom0 QMP clients one after the other through the vchan relay;
    * "bunstress": a Bun program with nothing Xen-specific (bun-stress.js) in dom0, before and
-   * while the guest runs, to tell the platform's faults from ours.
+   * while the guest runs, to tell the platform's faults from ours; "saverestore": `xl save`
+   * then `xl restore` of the guest.
    */
-  mode?: "full" | "create" | "relay" | "bunstress" | "soak";
+  mode?: "full" | "create" | "relay" | "bunstress" | "soak" | "saverestore";
   /** For mode "relay": how many clients (default 200); for "soak": how many seconds. */
   relayClients?: number;
   /** The agent logs at debug level (stubdomain_cmdline stubdom.loglevel=debug). */
@@ -36,7 +37,7 @@ export interface NestedXenOptions {
   pauseGuest?: boolean;
   /** Extra words (no spaces, commas or +) for the stub domain's kernel command line. */
   stubCmdline?: string[];
-  /** dist/stubdom-init, copied into dom0 for `stubdom-init status` (ours only). */
+  /** dist/stubdom-init: ours goes into dom0 as our package, with the images (packageForDom0). */
   agent?: string;
   timeoutMs?: number;
   /** Each console line as it arrives. */
@@ -160,6 +161,26 @@ export function faultCounts(log: string): { dom0: number; stub: number; stress: 
   return { dom0: faults.length - stub, stub, stress: stress.length, lines: [...faults, ...stress] };
 }
 
+/**
+ * Our images and agent as the package an administrator installs (agent/build/deb.ts, as
+ * `make deb` builds it): dom0-test.sh installs it with `dpkg -i` before anything else.
+ */
+async function packageForDom0(opts: NestedXenOptions, outDir: string): Promise<string> {
+  if (!opts.agent) throw new Error("bootNestedXen: ours needs the agent binary (opts.agent) for the package");
+  const root = join(HERE, "../..");
+  const { version } = (await Bun.file(join(root, "package.json")).json()) as { version: string };
+  return buildDeb({
+    version,
+    epoch: Math.floor(Date.now() / 1000),
+    firmwareDir: await xenFirmwareDir(join(root, ".cache")),
+    kernel: opts.stubKernel,
+    rootfs: opts.stubRootfs,
+    agent: opts.agent,
+    manpage: join(root, "agent/build/stubdom-init.8"),
+    outDir,
+  });
+}
+
 /** Runs one nested boot. Serialised with every other VM of the project through /tmp/vm.lock. */
 export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRun> {
   const outer = await buildOuterImages();
@@ -168,10 +189,8 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
   const initrd = join(runDir, "initrd.cpio");
   try {
     await writeRunInitramfs(initrd, {
-      dom0Initramfs: outer.dom0Initramfs, stubKernel: opts.stubKernel, stubRootfs: opts.stubRootfs,
-      // Ours as the package installs it: xl.cfg then names no image (dom0-test.sh).
-      ...(opts.kind === "ours" ? { firmwareDir: await xenFirmwareDir(join(HERE, "../../.cache")) } : {}),
-      agent: opts.kind === "ours" ? opts.agent : undefined,
+      dom0Initramfs: outer.dom0Initramfs,
+      stub: opts.kind === "ours" ? { deb: await packageForDom0(opts, runDir) } : { kernel: opts.stubKernel, rootfs: opts.stubRootfs },
       extraFiles: { "e2e/bun-stress.js": join(HERE, "bun-stress.js"), "e2e/relay-soak.js": await bundleRelaySoak(runDir) },
     });
     const dom0Cmdline = [

@@ -1,6 +1,6 @@
 // `make e2e-xen`: one nested-Xen end-to-end run against a pair of stub domain images.
 //
-//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
+//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--save-restore] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
@@ -19,7 +19,7 @@ const root = join(HERE, "../..");
 
 export const REQUIRED: Record<ImageKind, string[]> = {
   baseline: ["xl-create", "qmp-vchan", "nic-frames", "destroy-clean"],
-  ours: ["xl-create", "status-running", "qmp-vchan", "nic-frames", "crash-destroy", "status-crash", "destroy-clean"],
+  ours: ["deb-install", "xl-create", "status-running", "qmp-vchan", "nic-frames", "crash-destroy", "status-crash", "destroy-clean"],
 };
 
 export async function imagesFor(kind: ImageKind): Promise<{ stubKernel: string; stubRootfs: string; agent?: string }> {
@@ -85,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
     ...(relayClients ? { mode: "relay" as const, relayClients, timeoutMs: 420_000 + relayClients * 30_000 } : {}),
     ...(argv.includes("--bun-stress") ? { mode: "bunstress" as const, timeoutMs: 900_000 } : {}),
     ...(soakSeconds ? { mode: "soak" as const, relayClients: soakSeconds, timeoutMs: 600_000 + soakSeconds * 1500 } : {}),
+    ...(argv.includes("--save-restore") ? { mode: "saverestore" as const, timeoutMs: 900_000 } : {}),
     agentDebug: argv.includes("--debug"),
     pauseGuest: argv.includes("--pause-guest"),
     stubCmdline: arg("--stub-cmdline")?.split(" ").filter(Boolean),
@@ -98,7 +99,8 @@ async function main(argv: string[]): Promise<number> {
   const faults = faultCounts(r.log);
   console.log(`faults: dom0 ${faults.dom0}, stub domain ${faults.stub}; dom0 stress runs failed: ${faults.stress}`);
   for (const l of faults.lines) console.log(`  ${l.slice(0, 200)}`);
-  const bad = failures(kind, r, relayClients ? ["xl-create", "relay-clients", "relay-rss", "destroy-clean"] : argv.includes("--bun-stress") ? ["xl-create", "destroy-clean"] : soakSeconds ? ["xl-create", "soak-relay", "soak-rss", "destroy-clean"] : undefined);
+  const bad = failures(kind, r, relayClients ? ["xl-create", "relay-clients", "relay-rss", "destroy-clean"] : argv.includes("--bun-stress") ? ["xl-create", "destroy-clean"] : soakSeconds ? ["xl-create", "soak-relay", "soak-rss", "destroy-clean"]
+    : argv.includes("--save-restore") ? ["xl-create", "save", "restore", "restore-qmp", ...(kind === "ours" ? ["restore-status"] : []), "destroy-clean"] : undefined);
   for (const b of bad) console.log(`FAILED ${b}`);
   return bad.length === 0 ? 0 : 1;
 }
