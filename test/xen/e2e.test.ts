@@ -1,9 +1,10 @@
 // End to end on a real Xen 4.17 nested in QEMU TCG, driven by the real xl (issue 9).
-// Two boots: the baseline stub domain (test/bench/baseline), then ours (dist/, from make build)
-// with every check of REQUIRED.ours. `make test` runs this file alone, after the others.
+// Three boots: the baseline stub domain (test/bench/baseline), then ours (dist/, from make build)
+// with every check of REQUIRED.ours, then ours again through xl save and xl restore
+// (SAVE_RESTORE_REQUIRED). `make test` runs this file alone, after the others.
 import { expect, test } from "vitest";
 import { bootNestedXen, faultCounts, parseConsole } from "./harness.ts";
-import { REQUIRED, failures, imagesFor, memoryFromEnv } from "./run.ts";
+import { REQUIRED, SAVE_RESTORE_REQUIRED, failures, imagesFor, memoryFromEnv } from "./run.ts";
 
 test("console parser: results, times, CRLF from the Xen console, relayed stub panics are not the harness's", () => {
   const log = [
@@ -52,10 +53,10 @@ test("failures(): a required check with no line is a failure, not a silent pass"
 });
 
 /** One nested boot of `kind`, its console printed when a check failed, its times always. */
-async function nestedRun(kind: "ours" | "baseline") {
+async function nestedRun(kind: "ours" | "baseline", saveRestore = false) {
   const mem = memoryFromEnv();
-  const r = await bootNestedXen({ kind, ...(await imagesFor(kind)), stubMemory: mem });
-  const bad = failures(kind, r);
+  const r = await bootNestedXen({ kind, ...(await imagesFor(kind)), stubMemory: mem, ...(saveRestore ? { mode: "saverestore" as const } : {}) });
+  const bad = failures(kind, r, saveRestore ? SAVE_RESTORE_REQUIRED : REQUIRED[kind]);
   if (bad.length > 0) process.stdout.write(`----- nested Xen serial console -----\n${r.log}\n----- end -----\n`);
   process.stdout.write(
     `e2e-xen ${kind}: STUBDOM_MEMORY=${mem ?? "default"}; xl create -> running ${r.times["xl-create-ms"]} ms; ` +
@@ -69,10 +70,10 @@ async function nestedRun(kind: "ours" | "baseline") {
  * fault: under nested TCG with lazy FPU switching they died at random (test/xen/README.md,
  * Platform); with Xen's eager switching none did, so one now is a bug to look at, ours or not.
  */
-function expectClean(kind: "ours" | "baseline", r: Awaited<ReturnType<typeof nestedRun>>["r"], bad: string[]) {
+function expectClean(kind: "ours" | "baseline", r: Awaited<ReturnType<typeof nestedRun>>["r"], bad: string[], required = REQUIRED[kind]) {
   expect(r.abnormal).toBeUndefined();
   expect(bad, `${kind}: ${bad.join("; ")}`).toEqual([]);
-  for (const check of REQUIRED[kind]) expect(r.results.find((x) => x.check === check)?.status, check).toBe("PASS");
+  for (const check of required) expect(r.results.find((x) => x.check === check)?.status, check).toBe("PASS");
   expect(faultCounts(r.log).lines).toEqual([]);
   expect(r.times["xl-create-ms"]).toBeGreaterThan(0);
 }
@@ -91,6 +92,15 @@ test(
   async () => {
     const { r, bad } = await nestedRun("ours");
     expectClean("ours", r, bad);
+  },
+  30 * 60_000,
+);
+
+test(
+  "our stub domain: xl save writes QEMU's state through console 1, xl restore boots a new stub domain whose QEMU takes it from console 2 and runs",
+  async () => {
+    const { r, bad } = await nestedRun("ours", true);
+    expectClean("ours", r, bad, SAVE_RESTORE_REQUIRED);
   },
   30 * 60_000,
 );
