@@ -31,9 +31,9 @@ export function startQmpRelay(o: {
 }): void {
   const { options, config, log, monitor, saveStream } = o;
   // libxl's save goes through the relay; QEMU's answer waits until its state is on console 1.
-  const onSaved = async () => {
+  const onSaved = (stream: SaveStream) => async () => {
     try {
-      await copySaveStream(saveStream!.io, log);
+      await copySaveStream(stream.io, log);
     } catch (e) {
       const msg = `save: ${(e as Error).message}`;
       log.error(msg);
@@ -60,7 +60,7 @@ export function startQmpRelay(o: {
     connectQemu: () => unixTransport(monitor),
     log: log.child("qmp-relay"),
     anonKib: () => procRss("self")?.anonKib,
-    ...(saveStream ? { watch: () => replyHook("xen-save-devices-state", onSaved, log) } : {}),
+    ...(saveStream ? { watch: () => replyHook("xen-save-devices-state", onSaved(saveStream), log) } : {}),
   });
 }
 

@@ -51,7 +51,7 @@ export async function runQmpRelay(o: RelayOptions): Promise<void> {
       const toClient = (async () => {
         for await (const chunk of q.chunks()) {
           bytes.out += chunk.length;
-          await watch?.beforeClient(chunk);
+          if (watch) await watch.beforeClient(chunk);
           s.write(chunk);
         }
         return "QEMU closed the monitor";

@@ -1,38 +1,21 @@
 // The QMP client against a real qemu-system-x86_64 (TCG, -machine none), started the way the
 // supervisor starts QEMU: the monitor's listening socket is ours, inherited as fd 3.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { close, listenUnixForChild, O, open } from "../../ffi/libc.ts";
-import { buildQemuArgv } from "../../agent/qemu/argv.ts";
+import { close, O, open } from "../../ffi/libc.ts";
 import { QmpClient, QmpError } from "../../agent/qemu/qmp.ts";
 import { unixTransport } from "../../agent/qemu/unix-transport.ts";
+import { startRealQemu, type RealQemu } from "./real-qemu.ts";
 
-const QEMU = "/usr/bin/qemu-system-x86_64";
-let dir: string;
-let proc: ReturnType<typeof Bun.spawn>;
+let qemu: RealQemu;
 let qmp: QmpClient;
 
 beforeAll(async () => {
-  dir = mkdtempSync(`${tmpdir()}/qmp-real-`);
-  const built = buildQemuArgv({
-    dmArgv: ["-machine", "none", "-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"],
-    restoreArgIndex: null,
-    monitors: ["qmp-agent", "qmp-relay"],
-    restoreFd: false,
-    sandbox: true,
-  });
-  if (!built.ok) throw new Error(built.reason);
-  const fds = [listenUnixForChild(`${dir}/agent.sock`), listenUnixForChild(`${dir}/relay.sock`)];
-  proc = Bun.spawn([QEMU, ...built.argv], { stdio: ["ignore", "inherit", "inherit", ...fds] });
-  for (const fd of fds) close(fd);
-  qmp = await QmpClient.connect(unixTransport(`${dir}/agent.sock`), 10_000);
+  qemu = startRealQemu("qmp-real");
+  qmp = await QmpClient.connect(unixTransport(qemu.agentSocket), 10_000);
 });
 
 afterAll(async () => {
-  proc?.kill("SIGKILL");
-  await proc?.exited;
-  rmSync(dir, { recursive: true, force: true });
+  await qemu.stop();
 });
 
 test("greeting and capabilities negotiated with the real QEMU (sandbox on)", async () => {
@@ -58,11 +41,11 @@ test("add-fd without a descriptor is refused by QEMU with an error reply", async
 });
 
 test("the second monitor greets independently (the dom0 relay's monitor)", async () => {
-  const relay = await QmpClient.connect(unixTransport(`${dir}/relay.sock`), 10_000);
+  const relay = await QmpClient.connect(unixTransport(qemu.relaySocket), 10_000);
   expect(await relay.execute("query-status")).toMatchObject({ status: expect.any(String) });
   relay.close();
   // A reconnecting client gets a fresh greeting: QEMU accepts the next connection anew.
-  const again = await QmpClient.connect(unixTransport(`${dir}/relay.sock`), 10_000);
+  const again = await QmpClient.connect(unixTransport(qemu.relaySocket), 10_000);
   expect(again.greetingMessage).toBeDefined();
   again.close();
 });
@@ -71,7 +54,7 @@ test("quit ends QEMU with exit code 0 and the client sees the close", async () =
   const events: string[] = [];
   qmp.onEvent((e) => events.push(e.event));
   await qmp.execute("quit");
-  expect(await proc.exited).toBe(0);
+  expect(await qemu.proc.exited).toBe(0);
   expect(await qmp.closed).toBeInstanceOf(Error);
   expect(events).toContain("SHUTDOWN");
 });

@@ -57,6 +57,11 @@ losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
   echo "vif=[\"bridge=xenbr0,mac=$mac,model=rtl8139\"]"
   echo 'disk=["phy:/dev/loop0,hda,w"]'
   echo 'boot="n"'
+  # Save and restore without a VGA card: when the guest had mapped cirrus's framebuffer before
+  # the save (1 run of 3), the restored QEMU aborted in xen_add_to_physmap (its foreign mapping
+  # of the relocated VRAM, "Replacing a dummy mapcache entry", failed). Not understood yet: the
+  # issue 18 note says what was seen.
+  [ "$mode" = saverestore ] && echo 'vga="none"'
   echo 'vnc=0'
   echo 'on_crash="destroy"'
 } > /e2e/guest.cfg
@@ -229,6 +234,40 @@ save_restore() {
     fi
     sed 's/^/STATUS| /' /e2e/status.json
   fi
+  [ "$kind" = ours ] && restore_corrupt
+}
+# A save file whose QEMU state is corrupt (the last "QEVM" magic in it, the start of QEMU's
+# state, changed): xl restore must fail, QEMU's reason must reach our health report (seen by
+# status --watch before the stub domain's keys go) and dom0's log, and no domain may be left.
+restore_corrupt() {
+  timeout 60 xl destroy $guest > /dev/null 2>&1
+  # In place: dom0's root has no room for a second copy.
+  at=$(BUN_BE_BUN=1 stubdom-init -e '
+    const fs = require("node:fs");
+    const at = Buffer.from(await Bun.file("/e2e/guest.save").arrayBuffer()).lastIndexOf("QEVM");
+    if (at >= 0) { const fd = fs.openSync("/e2e/guest.save", "r+"); fs.writeSync(fd, Buffer.from("X"), 0, 1, at + 3); fs.closeSync(fd); }
+    console.log(at);' 2>&1)
+  case "$at" in ''|-1|*[!0-9]*) fail restore-corrupt "no QEMU state found in the save file: $at"; return ;; esac
+  : > /e2e/status-watch.log
+  watch_status & watch_pid=$!
+  sleep 2
+  t=$(ms)
+  timeout 240 xl restore /e2e/guest.save > /e2e/xl-restore-bad.log 2>&1; rc=$?
+  dt=$(( $(ms) - t ))
+  sleep 2
+  pkill -f 'status --all --watch' 2>/dev/null; sleep 1; pkill -KILL -f 'status --all --watch' 2>/dev/null
+  kill $watch_pid 2>/dev/null
+  left=$(xl list | grep -c "$guest")
+  dom0_log=$(grep -c "Not a migration stream" /var/log/xen/qemu-dm-$guest.log 2>/dev/null)
+  report=$(grep -c "Not a migration stream" /e2e/status-watch.log)
+  if [ $rc != 0 ] && [ "$left" = 0 ] && [ "${dom0_log:-0}" -gt 0 ] && [ "$report" -gt 0 ]; then
+    pass restore-corrupt "xl restore failed in $dt ms; QEMU's 'Not a migration stream' in the health report and the dom0 log; no domain left"
+  else
+    fail restore-corrupt "xl restore exit $rc after $dt ms; domains left: $left; in the dom0 log: ${dom0_log:-0}; in the health report: $report"
+  fi
+  sed 's/^/XL-RESTORE-BAD| /' /e2e/xl-restore-bad.log
+  sed 's/^/STATUS| /' /e2e/status-watch.log
+  rm -f /e2e/guest.save
 }
 if [ "$created" = 1 ] && [ "$mode" = saverestore ]; then save_restore; fi
 if [ "$created" = 1 ] && [ "$mode" = bunstress ]; then bun_stress guest-running; fi

@@ -23,7 +23,7 @@ export const REQUIRED: Record<ImageKind, string[]> = {
 };
 
 /** The checks of `--save-restore` (mode "saverestore"): xl save, then xl restore (issue 18). */
-export const SAVE_RESTORE_REQUIRED = ["deb-install", "xl-create", "save", "restore", "restore-qmp", "restore-status", "destroy-clean"];
+export const SAVE_RESTORE_REQUIRED = ["deb-install", "xl-create", "save", "restore", "restore-qmp", "restore-status", "restore-corrupt", "destroy-clean"];
 
 export async function imagesFor(kind: ImageKind): Promise<{ stubKernel: string; stubRootfs: string; agent?: string }> {
   if (kind === "baseline") {

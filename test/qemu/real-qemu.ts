@@ -1,0 +1,88 @@
+// Helpers of the tests against Debian's real qemu-system-x86_64: a QEMU started the way the
+// supervisor starts it (its two monitors' listening sockets are ours, inherited), and an
+// in-memory relay client standing in for dom0's vchan.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { close, listenUnixForChild } from "../../ffi/libc.ts";
+import { buildQemuArgv } from "../../agent/qemu/argv.ts";
+import type { RelaySession } from "../../agent/qemu/relay.ts";
+
+export const QEMU = "/usr/bin/qemu-system-x86_64";
+
+export interface RealQemu {
+  dir: string;
+  /** The supervisor's monitor and the relay's. */
+  agentSocket: string;
+  relaySocket: string;
+  proc: ReturnType<typeof Bun.spawn>;
+  stop(): Promise<void>;
+}
+
+/** QEMU under TCG with `machine` ("none", or "pc" for devices with a state), sandbox on. */
+export function startRealQemu(name: string, machineArgs: string[] = ["-machine", "none"]): RealQemu {
+  const dir = mkdtempSync(`${tmpdir()}/${name}-`);
+  const built = buildQemuArgv({
+    dmArgv: [...machineArgs, "-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"],
+    restoreArgIndex: null,
+    monitors: ["qmp-agent", "qmp-relay"],
+    restoreFd: false,
+    sandbox: true,
+  });
+  if (!built.ok) throw new Error(built.reason);
+  const fds = [listenUnixForChild(`${dir}/agent.sock`), listenUnixForChild(`${dir}/relay.sock`)];
+  const proc = Bun.spawn([QEMU, ...built.argv], { stdio: ["ignore", "inherit", "inherit", ...fds] });
+  for (const fd of fds) close(fd);
+  return {
+    dir,
+    agentSocket: `${dir}/agent.sock`,
+    relaySocket: `${dir}/relay.sock`,
+    proc,
+    async stop() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A relay client in memory: what it sent is queued for the relay, what it got is kept as text. */
+export class FakeClient implements RelaySession {
+  received = "";
+  closedByRelay = false;
+  private inbox: Uint8Array[] = [];
+  private wake: (() => void) | undefined;
+  private ended = false;
+
+  async *chunks() {
+    for (;;) {
+      const c = this.inbox.shift();
+      if (c) {
+        yield c;
+        continue;
+      }
+      if (this.ended) return;
+      await new Promise<void>((r) => (this.wake = r));
+    }
+  }
+  write(data: Uint8Array) {
+    this.received += new TextDecoder().decode(data);
+  }
+  close() {
+    this.closedByRelay = true;
+  }
+  send(s: string) {
+    this.inbox.push(new TextEncoder().encode(s));
+    this.wake?.();
+  }
+  leave() {
+    this.ended = true;
+    this.wake?.();
+  }
+  async waitFor(re: RegExp, ms = 10_000) {
+    const until = performance.now() + ms;
+    while (!re.test(this.received)) {
+      if (performance.now() > until) throw new Error(`timed out waiting for ${re}: got ${this.received}`);
+      await Bun.sleep(5);
+    }
+  }
+}
