@@ -58,7 +58,7 @@ losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
   echo 'disk=["phy:/dev/loop0,hda,w"]'
   echo 'boot="n"'
   # Save and restore without a VGA card: when the guest had mapped cirrus's framebuffer before
-  # the save (1 run of 3), the restored QEMU aborted in xen_add_to_physmap (its foreign mapping
+  # the save (1 restore of 4), the restored QEMU aborted in xen_add_to_physmap (its foreign mapping
   # of the relocated VRAM, "Replacing a dummy mapcache entry", failed). Not understood yet: the
   # issue 18 note says what was seen.
   [ "$mode" = saverestore ] && echo 'vga="none"'
