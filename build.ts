@@ -108,7 +108,7 @@ async function compileStage0(): Promise<string> {
     run(
       [
         "gcc", "-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror", "-Wl,--build-id=none",
-        `-ffile-prefix-map=${root}=.`, "-o", tmp, "agent/stage0/stage0.c",
+        `-ffile-prefix-map=${root}=.`, "-o", tmp, "agent/stage0/stage0.c", "agent/stage0/confine.c",
       ],
       "compiling stage 0 (agent/stage0/stage0.c)",
     ),
@@ -150,6 +150,8 @@ async function assemble(opts: {
   usr.file("bin/stubdom-init", { file: opts.agent }, 0o755);
   // The kernel runs /sbin/poweroff on `xl shutdown`: stage 0 under that name signals the agent.
   usr.symlink("sbin/poweroff", "/init");
+  // The agent starts QEMU through stage 0 under this name, which confines it (confine.c).
+  usr.symlink("sbin/stubdom-confine", "/init");
   step(`${opts.name}: library closure of ${[...IMAGE_ROOTS, ...opts.extraRoots].length} roots + the agent`);
   const closure = await libraryClosure(
     [{ path: "/usr/bin/stubdom-init", host: opts.agent }, ...IMAGE_ROOTS.map((path) => ({ path })), ...opts.extraRoots.map((path) => ({ path }))],

@@ -374,3 +374,11 @@ export function pollFor(fd: number, timeoutMs: number, events = POLLIN): number 
   check("poll", rc, String(fd));
   return dv.getInt16(6, true);
 }
+
+const SYS_landlock_create_ruleset = 444;
+const LANDLOCK_CREATE_RULESET_VERSION = 1;
+/** The kernel's Landlock ABI version; 0 when it has none (not built in, or left out of `lsm=`). */
+export function landlockAbi(): number {
+  const v = Number(libc().syscall(BigInt(SYS_landlock_create_ruleset), 0n, null, BigInt(LANDLOCK_CREATE_RULESET_VERSION)));
+  return v > 0 ? v : 0;
+}

@@ -15,6 +15,7 @@ export const DEFAULT_OPTIONS: AgentOptions = Object.freeze({
   qemu: "/usr/libexec/xen-qemu-system-i386",
   shell: false,
   selftest: 0,
+  confine: true,
 });
 
 const PREFIX = "stubdom.";
@@ -67,6 +68,7 @@ const OPTIONS = new Map<string, Option>([
   ["qemu", option("qemu", absPath)],
   ["shell", option("shell", z.enum(["0", "1"]).transform((s) => s === "1"), "1")],
   ["selftest", option("selftest", decimal(0, 3600))],
+  ["confine", option("confine", z.enum(["0", "1"]).transform((s) => s === "1"), "1")],
 ]);
 
 /** Split like the kernel does: whitespace separates, double quotes group; `--` ends the options. */

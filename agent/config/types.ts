@@ -46,6 +46,8 @@ export interface AgentOptions {
   readonly shell: boolean;
   /** Seconds per run of the JavaScript-only self-test child (agent/init/selftest.ts); 0 = off. */
   readonly selftest: number;
+  /** Start QEMU under our seccomp filter and Landlock rules (stubdom-confine); 0 only to debug. */
+  readonly confine: boolean;
 }
 
 /** Never throws: unknown or malformed keys become errors and their option keeps its default. */

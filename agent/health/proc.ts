@@ -49,3 +49,14 @@ export function procRss(pid: number | "self", read: (path: string) => string | u
   const text = read(`/proc/${pid}/status`);
   return text === undefined ? undefined : parseStatusRss(text);
 }
+
+/** The `Seccomp:` mode of /proc/<pid>/status text: 0 none, 1 strict, 2 filter; undefined when absent. */
+export function parseSeccompMode(text: string): number | undefined {
+  const m = /^Seccomp:\s+(\d)$/m.exec(text)?.[1];
+  return m === undefined ? undefined : Number(m);
+}
+
+export function procSeccompMode(pid: number, read: (path: string) => string | undefined = readProc): number | undefined {
+  const text = read(`/proc/${pid}/status`);
+  return text === undefined ? undefined : parseSeccompMode(text);
+}

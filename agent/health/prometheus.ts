@@ -107,6 +107,11 @@ export function renderPrometheus(reports: StubReport[], opts: PrometheusOptions)
       prev = ms;
     }
     g("xen_stubdom_agent_overhead_seconds", "From PID 1's entry to QEMU's execve.", sec(ok(f.agent_overhead_ms)));
+    const conf = ok(f.confinement);
+    if (conf !== undefined) {
+      g("xen_stubdom_qemu_seccomp", "1 when QEMU runs under the agent's seccomp filter.", conf.seccomp ? 1 : 0);
+      g("xen_stubdom_qemu_landlock_abi", "The Landlock ABI of QEMU's rules; 0: no Landlock rules.", conf.landlock_abi);
+    }
 
     const pid = ok(f.qemu_pid);
     const exited = qemuExited(f);

@@ -3,7 +3,7 @@
 // what a value means, escaping says how it may be printed, and neither replaces the other.
 import { fmtDuration, qemuExited, valid as ok, type Field, type StubReport } from "./reader.ts";
 import { escapeText, safeJson, truncate } from "./sanitize.ts";
-import type { NicHealth } from "./schema.ts";
+import type { Confinement, NicHealth } from "./schema.ts";
 
 const cell = <T>(f: Field<T> | undefined, fmt: (v: T) => string, missing = "-"): string =>
   f === undefined ? missing : f.state === "invalid" ? "invalid" : fmt(f.value);
@@ -64,6 +64,15 @@ const nicLine = (i: number, n: NicHealth) =>
   `nic${i} ${n.name}${n.tap ? `<->${n.tap}` : ""} ${n.link}${n.redirect ? ` (redirect: ${n.redirect})` : ""}: rx ${n.rx_packets} pkts ${bytes(n.rx_bytes)} ${n.rx_dropped} dropped, ` +
   `tx ${n.tx_packets} pkts ${bytes(n.tx_bytes)} ${n.tx_dropped} dropped, ${n.spoofed_dropped} spoofed dropped`;
 
+export const confinementText = (c: Confinement): string =>
+  c.off !== undefined && !c.seccomp
+    ? `OFF (${escapeText(c.off)})${c.qemu_sandbox ? ", QEMU -sandbox" : ""}`
+    : [
+        c.seccomp ? "seccomp filter" : "no seccomp filter",
+        c.landlock_abi > 0 ? `Landlock ABI ${c.landlock_abi} (${c.landlock_rules} rules)` : "no Landlock",
+        ...(c.qemu_sandbox ? ["QEMU -sandbox"] : []),
+      ].join(", ");
+
 /**
  * Per-report lines under the table row: why it is not ok, NIC counters, exit, invalid values.
  * Reasons and previews arrive escaped; values are escaped here.
@@ -81,6 +90,8 @@ function details(r: StubReport): string[] {
     out.push(`last exit: ${exit}${at !== undefined ? ` at uptime ${fmtDuration(at)}` : ""}${last.length ? ", stderr:" : ""}`);
     for (const l of last) out.push(`  | ${truncate(escapeText(l), 160)}`);
   }
+  const c = ok(f.confinement);
+  if (c !== undefined) out.push(`confinement: ${confinementText(c)}`);
   const err = ok(f.error);
   if (err !== undefined) {
     const at = ok(f.error_at_ms);

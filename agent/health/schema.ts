@@ -105,6 +105,20 @@ export const NicSchema = z.strictObject({
 });
 export type NicHealth = z.output<typeof NicSchema>;
 
+/** How QEMU is confined (agent/qemu/confine.ts): what an administrator checks first after an exploit report. */
+export const ConfinementSchema = z.strictObject({
+  /** Our seccomp filter is installed (stubdom-confine). */
+  seccomp: z.boolean(),
+  /** The kernel's Landlock ABI the rules were made for; 0: no Landlock rules. */
+  landlock_abi: z.number().int().min(0).max(255),
+  landlock_rules: z.number().int().min(0).max(1000),
+  /** QEMU's own `-sandbox` is on too (a QEMU linked with libseccomp). */
+  qemu_sandbox: z.boolean(),
+  /** Why confinement is off, when it is: `stubdom.confine=0`, or the helper is missing. */
+  off: z.string().max(200).refine((s) => s.search(CONTROL_CHARS) < 0, "contains control characters").optional(),
+});
+export type Confinement = z.output<typeof ConfinementSchema>;
+
 export const BOOT_PHASE_NAME = /^[a-z][a-z0-9_]{0,23}$/;
 const BootSchema = z
   .record(z.string().regex(BOOT_PHASE_NAME, "not a phase name"), count)
@@ -135,6 +149,7 @@ export const KEYS = {
   boot_ms: key(json(BootSchema), (v) => JSON.stringify(v)),
   /** PID 1 entry → QEMU execve. */
   agent_overhead_ms: num(),
+  confinement: key(json(ConfinementSchema), (v) => JSON.stringify(v)),
   qemu_pid: num(2, 4_194_304),
   qemu_started_ms: num(),
   /** QMP query-status `status` (a RunState), or `unresponsive` when the probe timed out. */

@@ -16,6 +16,7 @@ import { procMemory, procRss, type MemInfo, type ProcRss } from "./proc.ts";
 import {
   BOOT_PHASE_NAME,
   CONTROL_CHARS,
+  ConfinementSchema,
   DEFAULT_INTERVAL_MS,
   HEALTH_VERSION,
   MAX_BOOT_PHASES,
@@ -26,6 +27,7 @@ import {
   NicSchema,
   encodeHealth,
   healthDir,
+  type Confinement,
   type HealthRecord,
   type NicHealth,
   type Phase,
@@ -92,6 +94,8 @@ export interface HealthWriter {
   bootPhase(name: string, atMs?: number): void;
   /** PID 1 entry → QEMU execve, in ms. Next heartbeat. */
   agentOverhead(ms: number): void;
+  /** How the QEMU about to start is confined. Written with qemuStarted. */
+  confinement(c: Confinement): void;
   /** Written at once. */
   qemuStarted(pid: number, atMs?: number): void;
   /** Written at once. Clears the QMP status and QEMU RSS; pid and start time stay. */
@@ -332,6 +336,13 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
       guard("agentOverhead", () => {
         if (!isCount(Math.round(ms))) throw new Error(`bad overhead ${ms}`);
         rec.agent_overhead_ms = Math.round(ms);
+      });
+    },
+    confinement(c) {
+      guard("confinement", () => {
+        const r = ConfinementSchema.safeParse(c);
+        if (!r.success) throw new Error(`bad confinement: ${r.error.issues[0]?.message}`);
+        rec.confinement = r.data;
       });
     },
     qemuStarted(pid, atMs) {

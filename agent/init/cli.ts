@@ -15,6 +15,11 @@ import { openSaveStream, processStartMs, realSupervisorDeps, supervise } from ".
 const PlanSchema = z.strictObject({
   binary: z.string().min(1),
   sandbox: z.boolean().default(true),
+  confine: z
+    .strictObject({ helper: z.string().min(1), interpreter: z.string().min(1).optional(), landlockAbi: z.number().int().min(0).max(255) })
+    .nullable()
+    .default(null),
+  confineOff: z.string().max(200).optional(),
   dmArgv: z.array(z.string()),
   restoreArgIndex: z.number().int().min(0).nullable().default(null),
   guestDomid: z.number().int().min(1).max(0x7fef),
@@ -84,6 +89,7 @@ export async function run(argv: string[]): Promise<number> {
     setPhase: record("setPhase"),
     bootPhase: record("bootPhase"),
     agentOverhead: record("agentOverhead"),
+    confinement: record("confinement"),
     qemuStarted: record("qemuStarted"),
     qemuExited: record("qemuExited"),
     qmpStatus: record("qmpStatus"),

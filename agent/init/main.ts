@@ -32,8 +32,7 @@ import { realSetupSys } from "./setup-sys.ts";
 import { MONITORS, REAP_SWEEP_MS, Supervisor, type QemuPlan, type SupervisorDeps } from "./supervisor.ts";
 import { runSelftest } from "./selftest.ts";
 import { findVirtioPort } from "./virtio.ts";
-import { hasSeccomp } from "../qemu/argv.ts";
-import { readElfHeaders } from "../build/elf.ts";
+import { qemuConfinement } from "./confinement.ts";
 import { kernelRunInitMs, openSaveStream, processStartMs, realSupervisorDeps, supervise, type SaveStream } from "./wiring.ts";
 import { startDebugShell, startQmpRelay } from "./services.ts";
 
@@ -174,10 +173,10 @@ async function bootStubdom(
   const net = await boot.runAsync("network", () => setupNetwork(config, log, health));
   nics.links = net?.links;
   boot.run("scrub", () => runSetup(scrubSetup, realSetupSys, log));
-  const sandbox = await qemuSandbox(options.qemu, log);
+  const confinement = await qemuConfinement(options.qemu, options.confine, log);
   const plan: QemuPlan = {
     binary: options.qemu,
-    sandbox,
+    ...confinement,
     dmArgv: config.dmArgv,
     restoreArgIndex: config.restore?.argIndex ?? null,
     guestDomid: config.guestDomid,
@@ -202,22 +201,6 @@ async function bootStubdom(
     entryMs,
   });
   return { plan, deps, options, config, net, xs, health, saveStream };
-}
-
-/**
- * Whether to add `-sandbox`: only a QEMU linked with libseccomp accepts it (Debian's Xen device
- * model is not, and would exit at once). An unreadable binary keeps the sandbox on: spawning it
- * fails anyway, with its own error.
- */
-async function qemuSandbox(binary: string, log: Logger): Promise<boolean> {
-  try {
-    if (hasSeccomp((await readElfHeaders(binary)).needed)) return true;
-    log.warn(`${binary} is built without seccomp: starting it without -sandbox`);
-    return false;
-  } catch (e) {
-    log.warn(`cannot read ${binary}'s ELF header (${(e as Error).message}): keeping -sandbox`);
-    return true;
-  }
 }
 
 /** Times of each boot phase in ms since kernel start, for the log and the health report. */

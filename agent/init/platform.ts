@@ -21,5 +21,5 @@ export interface Machine {
 /** The part of agent/health's writer that the supervisor drives. */
 export type HealthReport = Pick<
   HealthWriter,
-  "setPhase" | "bootPhase" | "agentOverhead" | "qemuStarted" | "qemuExited" | "qmpStatus" | "error" | "flush"
+  "setPhase" | "bootPhase" | "agentOverhead" | "confinement" | "qemuStarted" | "qemuExited" | "qmpStatus" | "error" | "flush"
 >;

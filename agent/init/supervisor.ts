@@ -4,7 +4,7 @@
 // become log lines, health keys, or the one fatal path.
 import type { CrashPolicy } from "../config/types.ts";
 import type { Logger } from "../log.ts";
-import { buildQemuArgv } from "../qemu/argv.ts";
+import { buildQemuArgv, FIRST_EXTRA_FD } from "../qemu/argv.ts";
 import {
   DEFAULT_DEADLINES,
   lifecycle,
@@ -15,6 +15,8 @@ import {
 } from "../qemu/lifecycle.ts";
 import type { QmpClient } from "../qemu/qmp.ts";
 import { DEFAULT_RING, StderrRing } from "../qemu/stderr-ring.ts";
+import type { Confinement } from "../health/schema.ts";
+import { confinementPolicy, verifyConfinement } from "./confinement.ts";
 import { EVENT_QUEUE_LIMIT, EventQueue, Listeners, type AgentEvent } from "./events.ts";
 import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
 import type { Child, ExitStatus, Processes } from "./processes.ts";
@@ -23,6 +25,10 @@ export interface QemuPlan {
   readonly binary: string;
   /** Add QEMU's seccomp sandbox (only when the binary supports it). */
   readonly sandbox: boolean;
+  /** Start QEMU through stubdom-confine (agent/qemu/confine.ts), or, when null, as it is. */
+  readonly confine: ConfinePlan | null;
+  /** Why confine is null (stubdom.confine=0, no helper): reported. */
+  readonly confineOff?: string;
   readonly dmArgv: readonly string[];
   readonly restoreArgIndex: number | null;
   readonly guestDomid: number;
@@ -44,6 +50,15 @@ export interface QemuPlan {
   readonly reapSweepMs: number;
 }
 
+export interface ConfinePlan {
+  /** stage 0 as /sbin/stubdom-confine. */
+  readonly helper: string;
+  /** QEMU's ELF interpreter, which needs the exec right too. */
+  readonly interpreter?: string | undefined;
+  /** The kernel's Landlock ABI; 0: seccomp only. */
+  readonly landlockAbi: number;
+}
+
 export interface SupervisorDeps {
   readonly log: Logger;
   readonly processes: Processes;
@@ -57,6 +72,8 @@ export interface SupervisorDeps {
   openRestoreConsole(): number;
   /** A write-only fd for QEMU's fdset 1, where libxl has QEMU save its state, or throws. */
   saveStreamFd(): number;
+  /** An fd from which stubdom-confine reads `text` (a memfd), or throws. */
+  policyFd(text: string): number;
   closeFd(fd: number): void;
   /** Runs the orphan reaper; returns how many it reaped. */
   reapOrphans(): number;
@@ -191,6 +208,7 @@ export class Supervisor {
         return this.spawn();
       case "reportRunning":
         log.info(`QEMU ready (pid ${this.child?.pid})`);
+        if (this.plannedConfinement && this.child) verifyConfinement(this.child.pid, this.plannedConfinement, this.deps);
         this.deps.health.setPhase("running");
         this.deps.health.bootPhase("qemu_ready", Math.round(this.deps.nowMs()));
         this.startProbe();
@@ -293,8 +311,20 @@ export class Supervisor {
     try {
       for (const m of [MONITORS.agent, MONITORS.relay]) fds.push(deps.listen(this.socketPath(m)));
       if (plan.restoreArgIndex !== null) fds.push(deps.openRestoreConsole());
-      deps.log.info(`exec ${[plan.binary, ...built.argv].map(shellQuote).join(" ")}`);
-      this.child = deps.processes.spawn([plan.binary, ...built.argv], { extraFds: fds });
+      const qemu = [plan.binary, ...built.argv];
+      deps.log.info(`exec ${qemu.map(shellQuote).join(" ")}`);
+      let argv = qemu;
+      if (plan.confine) {
+        // After QEMU's own fds: the helper reads and closes it, so QEMU never has it.
+        const policyFd = FIRST_EXTRA_FD + fds.length;
+        const policy = confinementPolicy(built.argv, plan, plan.confine, deps.log);
+        this.plannedConfinement = policy.report;
+        fds.push(deps.policyFd(policy.text));
+        argv = [plan.confine.helper, String(policyFd), ...qemu];
+      } else {
+        deps.health.confinement({ seccomp: false, landlock_abi: 0, landlock_rules: 0, qemu_sandbox: plan.sandbox, off: plan.confineOff ?? "off" });
+      }
+      this.child = deps.processes.spawn(argv, { extraFds: fds });
     } catch (e) {
       return this.fatal(`cannot start QEMU: ${(e as Error).message}`);
     } finally {
@@ -359,6 +389,8 @@ export class Supervisor {
   }
 
   private lastExit: ExitStatus | undefined;
+  /** What stubdom-confine was asked to apply; reported once QEMU runs and /proc confirms it. */
+  private plannedConfinement: Confinement | undefined;
 
   private recordExit(exit: ExitStatus): void {
     this.lastExit = exit;
@@ -380,7 +412,9 @@ export class Supervisor {
   private async crashPolicy(why: string): Promise<void> {
     const { plan, deps } = this;
     const exit = this.lastExit;
-    this.reportError(`${why}${exit ? ` (${exit.signal ?? `code ${exit.code}`})` : ""}; crash policy ${plan.crash}`);
+    // SIGSYS is what our filter's kill looks like (QEMU installs no handler for it).
+    const denied = exit?.signal === "SIGSYS" && plan.confine ? ": a system call the seccomp filter denies" : "";
+    this.reportError(`${why}${exit ? ` (${exit.signal ?? `code ${exit.code}`}${denied})` : ""}; crash policy ${plan.crash}`);
     deps.health.setPhase("crashed");
     // Written before the hypervisor hears of it: the toolstack then destroys this domain, and a
     // report still queued would be lost (dom0 would never see "crashed").

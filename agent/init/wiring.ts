@@ -1,7 +1,7 @@
 // Connects the supervisor to the process (signals, uncaught errors) and to the real kernel
 // (sockets, consoles, reaping). Shared by the real boot and by `stubdom-init init`.
 import { closeSync, openSync, readFileSync, readSync, unlinkSync, constants } from "node:fs";
-import { close, listenUnixForChild, makeRaw, O, open, peekExitedChild, reapChild, SysError, writeNow } from "../../ffi/libc.ts";
+import { close, listenUnixForChild, makeRaw, O, open, peekExitedChild, reapChild, SysError, write, writeNow } from "../../ffi/libc.ts";
 import { fileSize, memfdCreate, readAt, truncateFile } from "../../ffi/memfd.ts";
 import type { Logger } from "../log.ts";
 import { QmpClient } from "../qemu/qmp.ts";
@@ -48,6 +48,19 @@ export function realSupervisorDeps(o: RealDepsOptions): SupervisorDeps {
     saveStreamFd() {
       if (!o.saveStream) throw new Error("no save stream was opened for this stub domain");
       return o.saveStream.qemuFd();
+    },
+    policyFd(text) {
+      const fd = memfdCreate("stubdom-confine-policy");
+      try {
+        // A memfd is a regular file: one write takes it all (the policy is under 64 KiB).
+        const bytes = new TextEncoder().encode(text);
+        const n = write(fd, bytes);
+        if (n !== bytes.length) throw new Error(`short write of the confinement policy (${n} of ${bytes.length} bytes)`);
+      } catch (e) {
+        close(fd);
+        throw e;
+      }
+      return fd;
     },
     closeFd: (fd) => close(fd),
     reapOrphans: () =>

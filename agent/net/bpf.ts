@@ -5,19 +5,12 @@
 // has no act_gact, and u32 cannot say "not in this list". A direct-action cls_bpf program
 // returns TC_ACT_SHOT itself, the ingress qdisc counts those drops (its queue stats), and
 // TC_ACT_UNSPEC hands every other frame to the next filter, the u32 redirect.
-import { TC_ACT_OK, TC_ACT_SHOT, type BpfInsn } from "./codec.ts";
+import {
+  ALU_ADD_K, ALU_AND_K, assemble, JEQ_K, JSET_K, LD_B_ABS, LD_H_ABS, LD_H_IND, LD_W_ABS, LDX_B_MSH, RET_A, RET_K,
+  runBpf as run, type BpfInsn, type Line,
+} from "../bpf/asm.ts";
+import { TC_ACT_OK, TC_ACT_SHOT } from "./codec.ts";
 
-const LD_W_ABS = 0x20;
-const LD_H_ABS = 0x28;
-const LD_B_ABS = 0x30;
-const LD_H_IND = 0x48;
-const LDX_B_MSH = 0xb1;
-const ALU_AND_K = 0x54;
-const ALU_ADD_K = 0x04;
-const JEQ_K = 0x15;
-const JSET_K = 0x45;
-const RET_K = 0x06;
-const RET_A = 0x16;
 /** Ancillary loads: SKF_AD_OFF + SKF_AD_PKTTYPE / SKF_AD_VLAN_TAG_PRESENT. */
 const AD_PKTTYPE = 0xfffff004;
 const AD_VLAN_PRESENT = 0xfffff030;
@@ -29,37 +22,6 @@ const ETH_IPV4 = 0x0800;
 const ETH_ARP = 0x0806;
 const IPPROTO_UDP = 17;
 const DHCP_SERVER_PORT = 67;
-
-type Line =
-  | { op: number; k: number }
-  | { op: number; k: number; jt: string; jf: string }
-  | { label: string };
-
-/** Resolves label jumps (forward only, as classic BPF requires) into instructions. */
-function assemble(lines: Line[]): BpfInsn[] {
-  const at = new Map<string, number>();
-  let n = 0;
-  for (const l of lines) {
-    if ("label" in l) at.set(l.label, n);
-    else n++;
-  }
-  const out: BpfInsn[] = [];
-  for (const l of lines) {
-    if ("label" in l) continue;
-    const pc = out.length;
-    const rel = (name: string) => {
-      const target = at.get(name);
-      if (target === undefined) throw new Error(`bpf: no label ${name}`);
-      const d = target - pc - 1;
-      if (d < 0 || d > 255) throw new Error(`bpf: jump to ${name} out of range (${d})`);
-      return d;
-    };
-    if ("jt" in l) out.push({ code: l.op, jt: rel(l.jt), jf: rel(l.jf), k: l.k >>> 0 });
-    else out.push({ code: l.op, jt: 0, jf: 0, k: l.k >>> 0 });
-  }
-  if (out.length > 4096) throw new Error(`bpf: ${out.length} instructions (limit 4096)`);
-  return out;
-}
 
 export interface Prefix {
   /** Network address, host-order 32-bit integer. */
@@ -187,41 +149,9 @@ export function dhcpSocketFilter(): BpfInsn[] {
   ]);
 }
 
-/** Runs a program over a frame the way the kernel would; for unit tests of the verdicts. */
+/** Runs a packet program over a frame the way the kernel would; for unit tests of the verdicts. */
 export function runBpf(prog: BpfInsn[], frame: Uint8Array, anc: { pktType?: number; vlan?: boolean } = {}): number {
-  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  let a = 0;
-  let x = 0;
-  const load = (off: number, size: number): number | undefined => {
-    if (off === AD_PKTTYPE) return anc.pktType ?? 0;
-    if (off === AD_VLAN_PRESENT) return anc.vlan ? 1 : 0;
-    if (off < 0 || off + size > frame.length) return undefined;
-    return size === 4 ? dv.getUint32(off) : size === 2 ? dv.getUint16(off) : dv.getUint8(off);
-  };
-  for (let pc = 0; pc < prog.length; pc++) {
-    const i = prog[pc]!;
-    switch (i.code) {
-      case LD_W_ABS: case LD_H_ABS: case LD_B_ABS: case LD_H_IND: {
-        const size = i.code === LD_W_ABS ? 4 : i.code === LD_B_ABS ? 1 : 2;
-        const v = load(i.code === LD_H_IND ? x + i.k : i.k, size);
-        if (v === undefined) return 0; // the kernel ends the program with 0 on an out-of-bounds load
-        a = v;
-        break;
-      }
-      case LDX_B_MSH: {
-        const v = load(i.k, 1);
-        if (v === undefined) return 0;
-        x = (v & 0xf) * 4;
-        break;
-      }
-      case ALU_AND_K: a = (a & i.k) >>> 0; break;
-      case ALU_ADD_K: a = (a + i.k) >>> 0; break;
-      case JEQ_K: pc += a === i.k ? i.jt : i.jf; break;
-      case JSET_K: pc += (a & i.k) !== 0 ? i.jt : i.jf; break;
-      case RET_K: return i.k;
-      case RET_A: return a;
-      default: throw new Error(`bpf: opcode ${i.code.toString(16)} not interpreted`);
-    }
-  }
-  throw new Error("bpf: fell off the end");
+  return run(prog, frame, {
+    ancillary: (off) => (off === AD_PKTTYPE ? anc.pktType ?? 0 : off === AD_VLAN_PRESENT ? (anc.vlan ? 1 : 0) : undefined),
+  });
 }

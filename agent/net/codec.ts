@@ -3,6 +3,8 @@
 // decoded message re-encodes to the same bytes. Host byte order (little-endian on every
 // platform Xen stub domains run on) is decided here and nowhere else.
 
+import type { BpfInsn } from "../bpf/asm.ts";
+
 const LE = true;
 
 export const NLMSG_ERROR = 2;
@@ -159,13 +161,7 @@ export type U32Attr =
   | { kind: "actions"; value: Action[] }
   | Other;
 
-/** One classic BPF instruction (struct sock_filter). */
-export interface BpfInsn {
-  code: number;
-  jt: number;
-  jf: number;
-  k: number;
-}
+export type { BpfInsn };
 
 export type BpfAttr =
   | { kind: "opsLen"; value: number }

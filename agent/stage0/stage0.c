@@ -26,6 +26,9 @@
  * usermode helper; a power-off that bypassed the agent would leave QEMU unstopped and the
  * health report at "running". So, run under that name, stage 0 only asks PID 1 (the agent)
  * for its graceful stop with SIGTERM, the signal it already handles, and exits.
+ *
+ * And it is /sbin/stubdom-confine (confine.c): the agent starts QEMU through it, so that QEMU
+ * runs under the seccomp filter and Landlock rules the agent computed (agent/qemu/confine.ts).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +45,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "confine.h"
 
 #define INITRD "/sys/firmware/initrd"
 #define USR_PAYLOAD ".stubdom/usr.squashfs" /* agent/build/image.ts USR_PAYLOAD */
@@ -195,6 +200,8 @@ static char **agent_env(char **envp)
 
 int main(int argc, char **argv, char **envp)
 {
+	if (argc > 0 && strcmp(basename(argv[0]), "stubdom-confine") == 0)
+		return confine_main(argc, argv, envp);
 	if (getpid() != 1 && argc > 0 && strcmp(basename(argv[0]), "poweroff") == 0)
 		return ask_pid1_to_power_off();
 	if (getpid() != 1) {

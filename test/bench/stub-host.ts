@@ -61,6 +61,7 @@ const plan = {
   dmArgv: [`${ROOT}test/init/fake-qemu.ts`, "--mode", "ok"],
   restoreArgIndex: null,
   sandbox: true,
+  confine: null,
   guestDomid,
   crash: "shutdown-guest" as const,
   // The measured moment is "crashed" in xenstore, which is written before the grace.

@@ -17,6 +17,7 @@ describe("parseCmdline", () => {
       qemu: "/usr/libexec/xen-qemu-system-i386",
       shell: false,
       selftest: 0,
+      confine: true,
     });
   });
 
@@ -24,7 +25,7 @@ describe("parseCmdline", () => {
     const r = parseCmdline(
       "console=hvc0 stubdom.loglevel=debug stubdom.crash=hold stubdom.crash_grace_ms=0 stubdom.health_interval=3600 " +
         "stubdom.xenstore=virtio:xenstore stubdom.domid=7 stubdom.qmp=virtio:qmp " +
-        "stubdom.qemu=/usr/bin/qemu-system-x86_64 stubdom.shell stubdom.selftest=30\n",
+        "stubdom.qemu=/usr/bin/qemu-system-x86_64 stubdom.shell stubdom.selftest=30 stubdom.confine=0\n",
     );
     expect(r.errors).toEqual([]);
     expect(r.options).toEqual({
@@ -38,6 +39,7 @@ describe("parseCmdline", () => {
       qemu: "/usr/bin/qemu-system-x86_64",
       shell: true,
       selftest: 30,
+      confine: false,
     });
     expect(Object.isFrozen(r.options)).toBe(true);
   });

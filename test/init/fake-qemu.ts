@@ -8,6 +8,7 @@
 //   --mode refuse     accept connections but never greet
 //   --mode die-on-qmp exit with --code as soon as the monitor is spoken to (dies mid-setup)
 //   --mode flood      write --lines stderr lines as fast as possible, then crash with 5 more
+//   --mode spawn      serve QMP, then after --after ms try to run /bin/true (as an exploit would)
 //   --mode orphans    orphan --count grandchildren in --bursts bursts (each burst exits together
 //                     once orphaned), then exit --code after --after ms
 import net from "node:net";
@@ -97,6 +98,13 @@ async function main(): Promise<void> {
     for (let i = 0; i < dying; i++) process.stderr.write(`fake-qemu: dying line ${i}\n`);
     // exit() drops writes still queued on the pipe; the last words are what is under test.
     await new Promise((r) => process.stderr.write("fake-qemu: exiting\n", r));
+    process.exit(code);
+  }
+  if (mode === "spawn") {
+    await Bun.sleep(after);
+    process.stderr.write("fake-qemu: running /bin/true\n");
+    const p = Bun.spawnSync(["/bin/true"]);
+    process.stderr.write(`fake-qemu: /bin/true ran, exit ${p.exitCode}\n`);
     process.exit(code);
   }
   if (mode === "orphans") {

@@ -152,20 +152,21 @@ test("the supervisor's loop hands xenstore and link events to their listeners, w
     hypervisor: { shutdownGuest: () => {} },
     machine: { sync: () => {}, powerOff: () => {} },
     health: {
-      setPhase: () => {}, bootPhase: () => {}, agentOverhead: () => {}, qemuStarted: () => {}, qemuExited: () => {},
+      setPhase: () => {}, bootPhase: () => {}, agentOverhead: () => {}, confinement: () => {}, qemuStarted: () => {}, qemuExited: () => {},
       qmpStatus: () => {}, error: (m) => void errors.push(m), flush: () => true,
     },
     listen: () => 100,
     connectQmp: () => never,
     openRestoreConsole: () => 101,
     saveStreamFd: () => 102,
+    policyFd: () => 103,
     closeFd: () => {},
     reapOrphans: () => 0,
     nowMs: () => 1000,
     entryMs: 0,
   };
   const sup = new Supervisor(
-    { binary: "/bin/qemu", sandbox: false, dmArgv: [], restoreArgIndex: null, guestDomid: 5, crash: "hold", crashGraceMs: 0, runDir: "/tmp", saveConsole: false, qmpTimeoutMs: 1000, probeMs: 0, reapSweepMs: 0 },
+    { binary: "/bin/qemu", sandbox: false, confine: null, dmArgv: [], restoreArgIndex: null, guestDomid: 5, crash: "hold", crashGraceMs: 0, runDir: "/tmp", saveConsole: false, qmpTimeoutMs: 1000, probeMs: 0, reapSweepMs: 0 },
     deps,
   );
   const got: string[] = [];

@@ -7,14 +7,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { splitInitramfs } from "../build/initramfs.ts";
+import { compileStage0 } from "./stage0.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 let dir: string;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "poweroff-helper-"));
-  const cc = Bun.spawnSync(["gcc", "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-o", join(dir, "init"), join(root, "agent/stage0/stage0.c")], { stderr: "pipe" });
-  if (cc.exitCode !== 0) throw new Error(`gcc stage0.c: ${cc.stderr.toString()}`);
+  compileStage0(join(dir, "init"));
   symlinkSync(join(dir, "init"), join(dir, "poweroff"));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -43,15 +43,17 @@ test("under any other name and not PID 1, stage 0 refuses and signals nobody", (
   expect(r.out).toMatch(/must run as PID 1/);
 });
 
-test("both images carry /sbin/poweroff (via /sbin -> usr/sbin) as a link to /init", async () => {
+test("both images carry /sbin/poweroff and /sbin/stubdom-confine (via /sbin -> usr/sbin) as links to /init", async () => {
   for (const name of ["qemu-stubdom-linux-rootfs", "qemu-stubdom-linux-rootfs-dev"]) {
     const image = join(root, "dist", name);
     if (!existsSync(image)) throw new Error(`${image} is missing: run \`make build\` first`);
     const d = join(dir, name);
     mkdirSync(d, { recursive: true });
     await splitInitramfs(image, d);
-    const x = run(["sh", "-c", `cd ${d} && unsquashfs -ll usr.squashfs sbin/poweroff`]);
-    expect(x.code, x.out).toBe(0);
-    expect(x.out).toMatch(/lrwxrwxrwx .* squashfs-root\/sbin\/poweroff -> \/init/);
+    for (const link of ["poweroff", "stubdom-confine"]) {
+      const x = run(["sh", "-c", `cd ${d} && unsquashfs -ll usr.squashfs sbin/${link}`]);
+      expect(x.code, x.out).toBe(0);
+      expect(x.out).toMatch(new RegExp(`lrwxrwxrwx .* squashfs-root/sbin/${link} -> /init`));
+    }
   }
 });

@@ -31,13 +31,16 @@ afterEach(async () => {
   vm = undefined;
 });
 
-test("boots to running with every boot phase; the guest reads its disk, gets the agent's lease, its traffic crosses the redirect both ways; SIGKILL of QEMU is a crash", async () => {
+test("boots to running with every boot phase and QEMU confined; the guest reads its disk, gets the agent's lease, its traffic crosses the redirect both ways; SIGKILL of QEMU is a crash", async () => {
   const v = await boot("crash");
   await withTranscript(v, async () => {
     const r = await v.alive(v.status.waitFor("phase running", running, BOOT_MS));
     const phases = Object.keys((r.values.boot_ms ?? {}) as Record<string, number>);
     for (const p of ["setup", "detect", "options", "modules", "xenstore", "config", "network", "scrub"]) expect(phases).toContain(p);
     console.log(`running after ${v.elapsed().toFixed(1)} s; MemTotal ${r.values.mem_total_kib} KiB, MemAvailable ${r.values.mem_available_kib} KiB`);
+    // The real QEMU runs the guest below under our seccomp filter and Landlock rules (README, QEMU's confinement).
+    expect(r.values.confinement).toMatchObject({ seccomp: true, landlock_abi: expect.any(Number) });
+    expect((r.values.confinement as { landlock_abi: number }).landlock_abi).toBeGreaterThan(0);
 
     // Host image -> outer virtio-blk -> the stub domain's /dev/vda -> QEMU's IDE disk -> the guest.
     const [disk] = v.disks;

@@ -286,6 +286,13 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
         grep -q "\"$p\": *[0-9]" /e2e/status.json || missing="$missing boot:$p"
       done
       if [ -z "$missing" ]; then pass status-running; else fail status-running "missing:$missing"; fi
+      # QEMU runs under our seccomp filter and Landlock rules (the stub kernel has Landlock).
+      conf=$(grep -o '"confinement": *{[^}]*}' /e2e/status.json)
+      if echo "$conf" | grep -q '"seccomp": *true' && echo "$conf" | grep -q '"landlock_abi": *[1-9]'; then
+        pass confined "$conf"
+      else
+        fail confined "${conf:-no confinement in the report}"
+      fi
     else
       fail status-running "exit $?"
     fi

@@ -19,7 +19,7 @@ const root = join(HERE, "../..");
 
 export const REQUIRED: Record<ImageKind, string[]> = {
   baseline: ["xl-create", "qmp-vchan", "nic-frames", "destroy-clean"],
-  ours: ["deb-install", "xl-create", "status-running", "qmp-vchan", "nic-frames", "crash-destroy", "status-crash", "destroy-clean"],
+  ours: ["deb-install", "xl-create", "status-running", "confined", "qmp-vchan", "nic-frames", "crash-destroy", "status-crash", "destroy-clean"],
 };
 
 /** The checks of `--save-restore` (mode "saverestore"): xl save, then xl restore (issue 18). */
