@@ -15,7 +15,7 @@ import { unixTransport } from "../../agent/qemu/unix-transport.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import { close, listenUnixForChild, O, open } from "../../ffi/libc.ts";
 
-const QEMU = "/usr/bin/qemu-system-x86_64";
+import { spawnConfinedQemu } from "./real-qemu.ts";
 const isRoot = process.getuid?.() === 0;
 const DEVID = 5632;
 const VBD = "/local/domain/3/device/vbd";
@@ -69,7 +69,7 @@ describe.skipIf(!isRoot)("CD-ROM change with a real QEMU", () => {
     });
     if (!built.ok) throw new Error(built.reason);
     const fd = listenUnixForChild(`${dir}/agent.sock`);
-    proc = Bun.spawn([QEMU, ...built.argv], { stdio: ["ignore", "inherit", "inherit", fd] });
+    proc = spawnConfinedQemu(built.argv, [fd], dir);
     close(fd);
     qmp = await QmpClient.connect(unixTransport(`${dir}/agent.sock`), 15_000);
     const stub = new MemoryXenStore({ store: dom0.store, domid: 3, privileged: true });

@@ -1,13 +1,48 @@
 // Helpers of the tests against Debian's real qemu-system-x86_64: a QEMU started the way the
 // supervisor starts it (its two monitors' listening sockets are ours, inherited), and an
 // in-memory relay client standing in for dom0's vchan.
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { close, listenUnixForChild } from "../../ffi/libc.ts";
-import { buildQemuArgv } from "../../agent/qemu/argv.ts";
+import { join } from "node:path";
+import { close, landlockAbi, listenUnixForChild } from "../../ffi/libc.ts";
+import { parseElf } from "../../agent/build/elf.ts";
+import { buildQemuArgv, FIRST_EXTRA_FD } from "../../agent/qemu/argv.ts";
+import { confinePolicy, policyText } from "../../agent/qemu/confine.ts";
 import type { RelaySession } from "../../agent/qemu/relay.ts";
+import { compileStage0 } from "../init/stage0.ts";
 
 export const QEMU = "/usr/bin/qemu-system-x86_64";
+
+let helper: string | undefined;
+/** Stage 0 as stubdom-confine, compiled once per test file. */
+function confineHelper(): string {
+  if (helper && existsSync(helper)) return helper;
+  const dir = mkdtempSync(`${tmpdir()}/confine-helper-`);
+  compileStage0(join(dir, "init"));
+  symlinkSync(join(dir, "init"), join(dir, "stubdom-confine"));
+  return (helper = join(dir, "stubdom-confine"));
+}
+
+/**
+ * QEMU started as the supervisor starts it: through stubdom-confine, with the policy the agent
+ * computes for this argv (seccomp filter, Landlock rules with `runDir` as its run directory),
+ * `extraFds` as fds 3.., the policy's fd after them.
+ */
+export function spawnConfinedQemu(argv: readonly string[], extraFds: readonly number[], runDir: string): ReturnType<typeof Bun.spawn> {
+  const interpreter = parseElf(readFileSync(QEMU), QEMU).interpreter;
+  const text = policyText(confinePolicy({ argv, binary: QEMU, interpreter, runDir, landlockAbi: landlockAbi() }));
+  const file = join(runDir, ".confine-policy");
+  writeFileSync(file, text);
+  const policy = openSync(file, "r");
+  try {
+    return Bun.spawn([confineHelper(), String(FIRST_EXTRA_FD + extraFds.length), QEMU, ...argv], {
+      stdio: ["ignore", "inherit", "inherit", ...extraFds, policy] as never,
+    });
+  } finally {
+    closeSync(policy);
+    rmSync(file);
+  }
+}
 
 export interface RealQemu {
   dir: string;
@@ -30,7 +65,7 @@ export function startRealQemu(name: string, machineArgs: string[] = ["-machine",
   });
   if (!built.ok) throw new Error(built.reason);
   const fds = [listenUnixForChild(`${dir}/agent.sock`), listenUnixForChild(`${dir}/relay.sock`)];
-  const proc = Bun.spawn([QEMU, ...built.argv], { stdio: ["ignore", "inherit", "inherit", ...fds] });
+  const proc = spawnConfinedQemu(built.argv, fds, dir);
   for (const fd of fds) close(fd);
   return {
     dir,
