@@ -10,7 +10,7 @@ import type { Logger } from "../log.ts";
 import { hasSeccomp } from "../qemu/argv.ts";
 import { confinePolicy, policyText } from "../qemu/confine.ts";
 import type { HealthReport } from "./platform.ts";
-import type { ConfinePlan, QemuPlan } from "./supervisor.ts";
+import type { ConfinePlan, QemuPlan } from "./qemu-plan.ts";
 
 /** Stage 0 under the name that makes it confine QEMU (build.ts links it to /init). */
 export const CONFINE_HELPER = "/sbin/stubdom-confine";

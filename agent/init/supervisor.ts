@@ -2,9 +2,6 @@
 // monitor, stopped on request, and — when it dies on its own — the crash policy. Every event
 // goes through the queue and the lifecycle table; nothing here throws past the loop: errors
 // become log lines, health keys, or the one fatal path.
-import type { CrashPolicy } from "../config/types.ts";
-import type { Logger } from "../log.ts";
-import { buildQemuArgv, FIRST_EXTRA_FD } from "../qemu/argv.ts";
 import {
   DEFAULT_DEADLINES,
   lifecycle,
@@ -16,80 +13,21 @@ import {
 import type { QmpClient } from "../qemu/qmp.ts";
 import { DEFAULT_RING, StderrRing } from "../qemu/stderr-ring.ts";
 import type { Confinement } from "../health/schema.ts";
-import { confinementPolicy, verifyConfinement } from "./confinement.ts";
+import { verifyConfinement } from "./confinement.ts";
+import { MONITORS, startQemu } from "./qemu-start.ts";
 import { EVENT_QUEUE_LIMIT, EventQueue, Listeners, type AgentEvent } from "./events.ts";
-import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
-import type { Child, ExitStatus, Processes } from "./processes.ts";
+import type { PowerOffReason } from "./platform.ts";
+import type { Child, ExitStatus } from "./processes.ts";
+import type { QemuPlan, SupervisorDeps } from "./qemu-plan.ts";
 
-export interface QemuPlan {
-  readonly binary: string;
-  /** Add QEMU's seccomp sandbox (only when the binary supports it). */
-  readonly sandbox: boolean;
-  /** Start QEMU through stubdom-confine (agent/qemu/confine.ts), or, when null, as it is. */
-  readonly confine: ConfinePlan | null;
-  /** Why confine is null (stubdom.confine=0, no helper): reported. */
-  readonly confineOff?: string;
-  readonly dmArgv: readonly string[];
-  readonly restoreArgIndex: number | null;
-  readonly guestDomid: number;
-  readonly crash: CrashPolicy;
-  /** ms from the flushed crash report to the hypervisor call (stubdom.crash_grace_ms). */
-  readonly crashGraceMs: number;
-  /** Directory for the monitors' sockets. */
-  readonly runDir: string;
-  /** Console 1 exists: hand QEMU the save stream as fdset 1 before reporting ready. */
-  readonly saveConsole: boolean;
-  /** QMP greeting + setup deadline; libxl's whole start-up budget is 30 s. */
-  readonly qmpTimeoutMs: number;
-  /** query-status period for the health report; 0 = no probe. */
-  readonly probeMs: number;
-  /**
-   * Period of the orphan sweep that does not wait for SIGCHLD (0 = none): when pidfd_open is
-   * unavailable, Bun's waitpid thread installs its own SIGCHLD handler over ours (reaper.ts).
-   */
-  readonly reapSweepMs: number;
-}
-
-export interface ConfinePlan {
-  /** stage 0 as /sbin/stubdom-confine. */
-  readonly helper: string;
-  /** QEMU's ELF interpreter, which needs the exec right too. */
-  readonly interpreter?: string | undefined;
-  /** The kernel's Landlock ABI; 0: seccomp only. */
-  readonly landlockAbi: number;
-}
-
-export interface SupervisorDeps {
-  readonly log: Logger;
-  readonly processes: Processes;
-  readonly hypervisor: Hypervisor;
-  readonly machine: Machine;
-  readonly health: HealthReport;
-  /** Binds a listening socket for QEMU to inherit; returns the fd. */
-  listen(path: string): number;
-  connectQmp(path: string, timeoutMs: number): Promise<QmpClient>;
-  /** A raw-mode, read-only fd on the restore console (/dev/hvc2), or throws. */
-  openRestoreConsole(): number;
-  /** A write-only fd for QEMU's fdset 1, where libxl has QEMU save its state, or throws. */
-  saveStreamFd(): number;
-  /** An fd from which stubdom-confine reads `text` (a memfd), or throws. */
-  policyFd(text: string): number;
-  closeFd(fd: number): void;
-  /** Runs the orphan reaper; returns how many it reaped. */
-  reapOrphans(): number;
-  /** Milliseconds since kernel start. */
-  nowMs(): number;
-  /** nowMs() at PID 1 entry. */
-  readonly entryMs: number;
-  readonly deadlines?: Deadlines;
-}
+export type { ConfinePlan, QemuPlan, SupervisorDeps } from "./qemu-plan.ts";
 
 const STDERR_DRAIN_MS = 1000;
 /** The orphan sweep's period: a zombie costs a pid and a task struct, not memory to speak of. */
 export const REAP_SWEEP_MS = 5000;
 const EXIT_GRACE_MS = 200;
 
-export const MONITORS = { agent: "qmp-agent", relay: "qmp-relay" } as const;
+export { MONITORS } from "./qemu-start.ts";
 
 export class Supervisor {
   readonly queue = new EventQueue();
@@ -298,45 +236,16 @@ export class Supervisor {
   private async spawn(): Promise<void> {
     const { plan, deps } = this;
     deps.health.setPhase("starting");
-    const built = buildQemuArgv({
-      dmArgv: plan.dmArgv,
-      restoreArgIndex: plan.restoreArgIndex,
-      monitors: [MONITORS.agent, MONITORS.relay],
-      restoreFd: plan.restoreArgIndex !== null,
-      sandbox: plan.sandbox,
-    });
-    if (!built.ok) return this.configError(`QEMU arguments: ${built.reason}`);
-    if (built.dropped.length) deps.log.warn(`dropped from dm-argv: ${built.dropped.join(" ")}`);
-    const fds: number[] = [];
-    try {
-      for (const m of [MONITORS.agent, MONITORS.relay]) fds.push(deps.listen(this.socketPath(m)));
-      if (plan.restoreArgIndex !== null) fds.push(deps.openRestoreConsole());
-      const qemu = [plan.binary, ...built.argv];
-      deps.log.info(`exec ${qemu.map(shellQuote).join(" ")}`);
-      let argv = qemu;
-      if (plan.confine) {
-        // After QEMU's own fds: the helper reads and closes it, so QEMU never has it.
-        const policyFd = FIRST_EXTRA_FD + fds.length;
-        const policy = confinementPolicy(built.argv, plan, plan.confine, deps.log);
-        this.plannedConfinement = policy.report;
-        fds.push(deps.policyFd(policy.text));
-        argv = [plan.confine.helper, String(policyFd), ...qemu];
-      } else {
-        deps.health.confinement({ seccomp: false, landlock_abi: 0, landlock_rules: 0, qemu_sandbox: plan.sandbox, off: plan.confineOff ?? "off" });
-      }
-      this.child = deps.processes.spawn(argv, { extraFds: fds });
-    } catch (e) {
-      return this.fatal(`cannot start QEMU: ${(e as Error).message}`);
-    } finally {
-      // QEMU holds its own copies now; ours would keep the sockets alive after it dies.
-      for (const fd of fds) deps.closeFd(fd);
-    }
-    const child = this.child;
-    const started = deps.nowMs();
-    deps.log.info(`QEMU pid ${child.pid}, ${Math.round(started - deps.entryMs)} ms after PID 1 entry`);
-    deps.health.agentOverhead(Math.round(started - deps.entryMs));
-    deps.health.qemuStarted(child.pid, Math.round(started));
-    deps.health.bootPhase("qemu_exec", Math.round(started));
+    const started = startQemu(plan, deps, (m) => this.socketPath(m));
+    if (!started.ok) return started.config !== undefined ? this.configError(started.config) : this.fatal(started.fatal);
+    this.child = started.child;
+    this.plannedConfinement = started.confinement;
+    const child = started.child;
+    const at = deps.nowMs();
+    deps.log.info(`QEMU pid ${child.pid}, ${Math.round(at - deps.entryMs)} ms after PID 1 entry`);
+    deps.health.agentOverhead(Math.round(at - deps.entryMs));
+    deps.health.qemuStarted(child.pid, Math.round(at));
+    deps.health.bootPhase("qemu_exec", Math.round(at));
     const stderrDone = this.pumpStderr(child);
     child.exited.then(
       async (exit) => {
@@ -482,8 +391,4 @@ export class Supervisor {
     }
     this.powerOff("fatal");
   }
-}
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_\-.,:=/@+%]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
