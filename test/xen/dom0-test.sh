@@ -234,7 +234,43 @@ save_restore() {
     fi
     sed 's/^/STATUS| /' /e2e/status.json
   fi
+  migrate
   [ "$kind" = ours ] && restore_corrupt
+}
+# xl migrate to this same host, without ssh (`-s ""` runs the "host" argument as the receiver's
+# command): the receiver's libxl builds a new stub domain and streams QEMU's state into its
+# console 2, as on restore, while the sender's guest keeps running until the last round.
+migrate() {
+  old_guest=$(xl domid $guest)
+  old_stub=$(xl domid $guest-dm)
+  t=$(ms)
+  if timeout 300 xl migrate -s "" $guest "xl migrate-receive" > /e2e/xl-migrate.log 2>&1 &&
+    new_guest=$(xl domid $guest 2>/dev/null) && new_stub=$(xl domid $guest-dm 2>/dev/null); then
+    left=$(xl list | grep -c -- "--migratedaway")
+    if [ "$new_guest" != "$old_guest" ] && [ "$new_stub" != "$old_stub" ] && [ "$left" = 0 ]; then
+      pass migrate "guest $old_guest -> $new_guest, stub domain $old_stub -> $new_stub in $(( $(ms) - t )) ms"
+    else
+      fail migrate "guest $old_guest -> $new_guest, stub domain $old_stub -> $new_stub, $left left behind"
+    fi
+  else
+    fail migrate "exit $?: $(tail -n 3 /e2e/xl-migrate.log | tr '\n' ' ')"
+    sed 's/^/XL-MIGRATE| /' /e2e/xl-migrate.log
+    return
+  fi
+  sed 's/^/XL-MIGRATE| /' /e2e/xl-migrate.log
+  out=$(timeout 60 xl qemu-monitor-command $guest "info status" 2>&1 || echo "exit $? (124: no answer in 60 s)")
+  case "$out" in
+    *running*) pass migrate-qmp "$out" ;;
+    *) fail migrate-qmp "$out" ;;
+  esac
+  if [ "$kind" = ours ]; then
+    if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json; then
+      pass migrate-status
+    else
+      fail migrate-status "$(head -c 300 /e2e/status.json)"
+    fi
+    sed 's/^/STATUS| /' /e2e/status.json
+  fi
 }
 # A save file whose QEMU state is corrupt (the last "QEVM" magic in it, the start of QEMU's
 # state, changed): xl restore must fail, QEMU's reason must reach our health report (seen by

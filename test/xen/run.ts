@@ -23,7 +23,10 @@ export const REQUIRED: Record<ImageKind, string[]> = {
 };
 
 /** The checks of `--save-restore` (mode "saverestore"): xl save, then xl restore (issue 18). */
-export const SAVE_RESTORE_REQUIRED = ["deb-install", "xl-create", "save", "restore", "restore-qmp", "restore-status", "restore-corrupt", "destroy-clean"];
+export const SAVE_RESTORE_REQUIRED = [
+  "deb-install", "xl-create", "save", "restore", "restore-qmp", "restore-status",
+  "migrate", "migrate-qmp", "migrate-status", "restore-corrupt", "destroy-clean",
+];
 
 export async function imagesFor(kind: ImageKind): Promise<{ stubKernel: string; stubRootfs: string; agent?: string }> {
   if (kind === "baseline") {
@@ -103,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(`faults: dom0 ${faults.dom0}, stub domain ${faults.stub}; dom0 stress runs failed: ${faults.stress}`);
   for (const l of faults.lines) console.log(`  ${l.slice(0, 200)}`);
   const bad = failures(kind, r, relayClients ? ["xl-create", "relay-clients", "relay-rss", "destroy-clean"] : argv.includes("--bun-stress") ? ["xl-create", "destroy-clean"] : soakSeconds ? ["xl-create", "soak-relay", "soak-rss", "destroy-clean"]
-    : argv.includes("--save-restore") ? (kind === "ours" ? SAVE_RESTORE_REQUIRED : ["xl-create", "save", "restore", "restore-qmp", "destroy-clean"]) : undefined);
+    : argv.includes("--save-restore") ? (kind === "ours" ? SAVE_RESTORE_REQUIRED : ["xl-create", "save", "restore", "restore-qmp", "migrate", "migrate-qmp", "destroy-clean"]) : undefined);
   for (const b of bad) console.log(`FAILED ${b}`);
   return bad.length === 0 ? 0 : 1;
 }
