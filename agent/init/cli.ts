@@ -10,6 +10,7 @@ import { PR_SET_CHILD_SUBREAPER, prctl, sync } from "../../ffi/libc.ts";
 import { createLogger, stderrSink, uptimeClock, type Level } from "../log.ts";
 import type { HealthReport, Hypervisor, Machine, PowerOffReason } from "./platform.ts";
 import { REAP_SWEEP_MS, Supervisor, type QemuPlan } from "./supervisor.ts";
+import { RESTORE_STALL_AT_MS } from "./restore-watch.ts";
 import { openSaveStream, processStartMs, realSupervisorDeps, supervise } from "./wiring.ts";
 
 const PlanSchema = z.strictObject({
@@ -27,6 +28,7 @@ const PlanSchema = z.strictObject({
   crashGraceMs: z.number().int().min(0).max(60_000).default(0),
   saveConsole: z.boolean().default(false),
   qmpTimeoutMs: z.number().int().min(1).max(600_000).default(20_000),
+  restoreStallAtMs: z.number().int().min(0).max(3_600_000).default(RESTORE_STALL_AT_MS),
   probeMs: z.number().int().min(0).max(3_600_000).default(0),
   reapSweepMs: z.number().int().min(0).max(3_600_000).default(REAP_SWEEP_MS),
   deadlines: z
@@ -76,7 +78,9 @@ export async function run(argv: string[]): Promise<number> {
   if (values.subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const runDir = values["run-dir"] ?? mkdtempSync(`${tmpdir()}/stubdom-init-`);
   const { deadlines, ...rest } = parsed.data;
-  const plan: QemuPlan = { ...rest, runDir };
+  // The plan counts restoreStallAtMs from this process's start, the stand-in for the stub
+  // domain's kernel start (the clock PID 1 counts it on).
+  const plan: QemuPlan = { ...rest, restoreStallAtMs: processStartMs(nowMs()) + rest.restoreStallAtMs, runDir };
 
   const healthFile = values["health-file"];
   // Each call as one JSON line, so a test replays exactly what the supervisor reported.

@@ -35,6 +35,7 @@ import { findVirtioPort } from "./virtio.ts";
 import { qemuConfinement } from "./confinement.ts";
 import { kernelRunInitMs, openSaveStream, processStartMs, realSupervisorDeps, supervise, type SaveStream } from "./wiring.ts";
 import { startDebugShell, startQmpRelay } from "./services.ts";
+import { RESTORE_STALL_AT_MS } from "./restore-watch.ts";
 
 const clock = uptimeClock();
 const nowMs = () => clock() * 1000;
@@ -185,6 +186,7 @@ async function bootStubdom(
     runDir: "/tmp",
     saveConsole: config.consoles.save,
     qmpTimeoutMs: 20_000,
+    restoreStallAtMs: RESTORE_STALL_AT_MS,
     probeMs: options.healthInterval * 1000,
     reapSweepMs: REAP_SWEEP_MS,
   };

@@ -27,6 +27,8 @@ export interface QemuPlan {
   readonly saveConsole: boolean;
   /** QMP greeting + setup deadline; libxl's whole start-up budget is 30 s. */
   readonly qmpTimeoutMs: number;
+  /** On restore: when (ms on deps.nowMs's clock) a state that has not arrived is reported (restore-watch.ts). */
+  readonly restoreStallAtMs: number;
   /** query-status period for the health report; 0 = no probe. */
   readonly probeMs: number;
   /**

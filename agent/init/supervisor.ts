@@ -15,6 +15,7 @@ import { DEFAULT_RING, StderrRing } from "../qemu/stderr-ring.ts";
 import type { Confinement } from "../health/schema.ts";
 import { verifyConfinement } from "./confinement.ts";
 import { MONITORS, startQemu } from "./qemu-start.ts";
+import { watchRestore } from "./restore-watch.ts";
 import { EVENT_QUEUE_LIMIT, EventQueue, Listeners, type AgentEvent } from "./events.ts";
 import type { PowerOffReason } from "./platform.ts";
 import type { Child, ExitStatus } from "./processes.ts";
@@ -146,6 +147,9 @@ export class Supervisor {
         return this.spawn();
       case "reportRunning":
         log.info(`QEMU ready (pid ${this.child?.pid})`);
+        if (this.plan.restoreArgIndex !== null && this.qmp) {
+          this.restoreWatch = watchRestore({ qmp: this.qmp, nowMs: this.deps.nowMs, log, health: this.deps.health }, this.plan.restoreStallAtMs);
+        }
         if (this.plannedConfinement && this.child) verifyConfinement(this.child.pid, this.plannedConfinement, this.deps);
         this.deps.health.setPhase("running");
         this.deps.health.bootPhase("qemu_ready", Math.round(this.deps.nowMs()));
@@ -220,7 +224,11 @@ export class Supervisor {
     }, ms);
   }
 
+  private restoreWatch: { stop(): void } | undefined;
+
   private stopProbe(): void {
+    this.restoreWatch?.stop();
+    this.restoreWatch = undefined;
     clearInterval(this.probe);
     this.probe = undefined;
   }

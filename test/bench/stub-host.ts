@@ -69,6 +69,7 @@ const plan = {
   runDir: values["run-dir"],
   saveConsole: false,
   qmpTimeoutMs: 20_000,
+  restoreStallAtMs: 25_000,
   probeMs: intervalMs,
   reapSweepMs: REAP_SWEEP_MS,
 };

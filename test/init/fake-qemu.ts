@@ -9,6 +9,8 @@
 //   --mode die-on-qmp exit with --code as soon as the monitor is spoken to (dies mid-setup)
 //   --mode flood      write --lines stderr lines as fast as possible, then crash with 5 more
 //   --mode spawn      serve QMP, then after --after ms try to run /bin/true (as an exploit would)
+//   with -incoming: query-status says "inmigrate" for --incoming-ms ms (-1: for ever), as a QEMU
+//                     waiting for the restore stream does
 //   --mode orphans    orphan --count grandchildren in --bursts bursts (each burst exits together
 //                     once orphaned), then exit --code after --after ms
 import net from "node:net";
@@ -22,6 +24,8 @@ const mode = opt("mode", "ok");
 const after = Number(opt("after", "300"));
 const code = Number(opt("code", "1"));
 const lines = Number(opt("lines", "5"));
+const incomingMs = args.includes("-incoming") ? Number(opt("incoming-ms", "500")) : 0;
+const startedAt = Date.now();
 
 const monitorFds: number[] = [];
 for (let i = 0; i < args.length; i++) {
@@ -73,7 +77,8 @@ function serveQmp(fd: number): void {
             reply({ "fdset-id": msg.arguments?.["fdset-id"], fd: 99 });
             break;
           case "query-status":
-            reply({ status: "running", running: true });
+            if (incomingMs < 0 || Date.now() - startedAt < incomingMs) reply({ status: "inmigrate", running: false });
+            else reply({ status: "running", running: true });
             break;
           default:
             reply({});

@@ -166,7 +166,7 @@ test("the supervisor's loop hands xenstore and link events to their listeners, w
     entryMs: 0,
   };
   const sup = new Supervisor(
-    { binary: "/bin/qemu", sandbox: false, confine: null, dmArgv: [], restoreArgIndex: null, guestDomid: 5, crash: "hold", crashGraceMs: 0, runDir: "/tmp", saveConsole: false, qmpTimeoutMs: 1000, probeMs: 0, reapSweepMs: 0 },
+    { binary: "/bin/qemu", sandbox: false, confine: null, dmArgv: [], restoreArgIndex: null, guestDomid: 5, crash: "hold", crashGraceMs: 0, runDir: "/tmp", saveConsole: false, qmpTimeoutMs: 1000, restoreStallAtMs: 0, probeMs: 0, reapSweepMs: 0 },
     deps,
   );
   const got: string[] = [];

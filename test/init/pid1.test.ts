@@ -4,7 +4,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { EXIT_CODES } from "../../agent/init/cli.ts";
-import { isRoot, runAgent, type Mode } from "./run-agent.ts";
+import { FAKE, isRoot, runAgent, type Mode } from "./run-agent.ts";
 
 const modes: Mode[] = isRoot ? ["pid1", "subreaper"] : ["subreaper"];
 if (!isRoot) console.warn("pid1.test.ts: not root, PID-namespace cases NOT run (only subreaper)");
@@ -218,3 +218,38 @@ function cpuHog(): { stop(): void } {
   );
   return { stop: () => procs.forEach((p) => p.kill("SIGKILL")) };
 }
+
+describe("restore: the guest's state on console 2", () => {
+  const RESTORE = "$STUBDOM_RESTORE_INCOMING_ARG";
+  /** dm-argv as libxl writes it on restore: `-incoming` and the placeholder the agent replaces. */
+  const restorePlan = (incomingMs: number, stallAtMs: number) => ({
+    dmArgv: [FAKE, "--mode", "ok", "--incoming-ms", String(incomingMs), "-incoming", RESTORE],
+    restoreArgIndex: 6,
+    restoreStallAtMs: stallAtMs,
+  });
+  test("QEMU leaves inmigrate: the arrival is logged and timed, no error", async () => {
+    const r = await runAgent("subreaper", {
+      fake: [],
+      plan: restorePlan(1200, 60_000),
+      args: ["--console2", "/dev/null"],
+      signal: { when: /restore: QEMU has the guest's state/, send: "SIGTERM" },
+    });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(r.log).toMatch(/restore: QEMU has the guest's state \(running\) \d+ ms after it was ready/);
+    expect(typeof r.health.qemu_restored).toBe("number");
+    expect(r.health.error).toBeUndefined();
+  });
+  test("a state that never arrives is reported before libxl would give up, and QEMU is left running", async () => {
+    const r = await runAgent("subreaper", {
+      fake: [],
+      plan: restorePlan(-1, 0),
+      args: ["--console2", "/dev/null"],
+      signal: { when: /restore: no guest state/, send: "SIGTERM", delayMs: 1200 },
+    });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(String(r.health.error)).toMatch(/restore: no guest state on \/dev\/hvc2 yet: QEMU still waits for it .* \(query-status inmigrate\); libxl gives up at 30 s/);
+    // Reported once, not at every poll.
+    expect(r.log.match(/restore: no guest state/g)?.length).toBe(1);
+    expect(r.health.qemu_restored).toBeUndefined();
+  });
+});

@@ -28,6 +28,8 @@ interface Options {
   timeoutMs?: number;
   /** Added to the agent's environment. */
   env?: Record<string, string>;
+  /** More `stubdom-init init` options (e.g. --console2). */
+  args?: string[];
 }
 
 export async function runAgent(mode: Mode, o: Options): Promise<Run> {
@@ -42,7 +44,7 @@ export async function runAgent(mode: Mode, o: Options): Promise<Run> {
   writeFileSync(`${dir}/plan.json`, JSON.stringify(plan));
   const agentArgs = [
     `${ROOT}agent/main.ts`, "init", "--plan", `${dir}/plan.json`, "--run-dir", dir,
-    "--health-file", `${dir}/health`, "--hypervisor-log", `${dir}/hv`, "--loglevel", "debug",
+    "--health-file", `${dir}/health`, "--hypervisor-log", `${dir}/hv`, "--loglevel", "debug", ...(o.args ?? []),
   ];
   const argv =
     mode === "pid1"
@@ -93,6 +95,7 @@ export async function runAgent(mode: Mode, o: Options): Promise<Run> {
       if (call === "qemuStarted") health.qemu_pid = args[0];
       if (call === "qmpStatus") health.qmp_status = args[0];
       if (call === "error") health.error = args[0];
+      if (call === "bootPhase" && args[0] === "qemu_restored") health.qemu_restored = args[1];
       if (call === "qemuExited") {
         const e = args[0] as { code?: number; signal?: string; stderr: string[] };
         health.exit_code = e.code;

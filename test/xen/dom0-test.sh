@@ -227,7 +227,9 @@ save_restore() {
     *) fail restore-qmp "$out" ;;
   esac
   if [ "$kind" = ours ]; then
-    if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json; then
+    # Running, and the agent saw QEMU leave "inmigrate" (its qemu_restored boot phase).
+    if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json &&
+      grep -q '"qemu_restored": *[0-9]' /e2e/status.json; then
       pass restore-status
     else
       fail restore-status "$(head -c 300 /e2e/status.json)"
@@ -264,7 +266,8 @@ migrate() {
     *) fail migrate-qmp "$out" ;;
   esac
   if [ "$kind" = ours ]; then
-    if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json; then
+    if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json &&
+      grep -q '"qemu_restored": *[0-9]' /e2e/status.json; then
       pass migrate-status
     else
       fail migrate-status "$(head -c 300 /e2e/status.json)"
