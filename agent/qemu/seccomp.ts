@@ -117,22 +117,12 @@ const RET: Record<Verdict | "allow", number> = {
  */
 export function seccompProgram(execFd: number): BpfInsn[] {
   const L: Line[] = [];
-  let n = 0;
-  const next = () => `n${n++}`;
-  const ifEq = (k: number, target: string) => {
-    const fall = next();
-    L.push({ op: JEQ_K, k, jt: target, jf: fall }, { label: fall });
-  };
   // Another ABI's numbers mean other calls (i386 via int 0x80, x32): nothing of those is allowed.
-  L.push({ op: LD_W_ABS, k: ARCH });
-  ifEq(AUDIT_ARCH_X86_64, "x86_64");
-  L.push({ op: RET_K, k: RET.kill }, { label: "x86_64" });
+  L.push({ op: LD_W_ABS, k: ARCH }, { op: JEQ_K, k: AUDIT_ARCH_X86_64, jt: "x86_64", jf: "kill" }, { label: "x86_64" });
   L.push({ op: LD_W_ABS, k: NR }, { op: JGE_K, k: X32_SYSCALL_BIT, jt: "kill", jf: "native" }, { label: "native" });
-  for (const { nr, verdict } of Object.values(DENIED)) ifEq(nr, verdict);
-  ifEq(SYS_CLONE, "clone");
-  ifEq(SYS_EXECVEAT, "execveat");
-  ifEq(SYS_SCHED_SETSCHEDULER, "setscheduler");
-  L.push({ op: RET_K, k: RET.allow });
+  const targets = new Map<number, string>(Object.values(DENIED).map((d) => [d.nr, d.verdict]));
+  targets.set(SYS_CLONE, "clone").set(SYS_EXECVEAT, "execveat").set(SYS_SCHED_SETSCHEDULER, "setscheduler");
+  decide(L, [...targets].sort(([a], [b]) => a - b));
 
   L.push({ label: "clone" }, { op: LD_W_ABS, k: arg(0) });
   L.push({ op: ALU_AND_K, k: CLONE_THREAD_FLAGS | CLONE_FORBIDDEN_FLAGS });
@@ -148,6 +138,37 @@ export function seccompProgram(execFd: number): BpfInsn[] {
 
   for (const v of ["kill", "eperm", "enosys", "allow"] as const) L.push({ label: v }, { op: RET_K, k: RET[v] });
   return assemble(L);
+}
+
+/** Below this many numbers a range is tested one by one; above, it is halved. */
+const LINEAR = 4;
+
+/**
+ * The dispatch on the system call number (in A) as a binary search over the sorted numbers
+ * with a verdict: ~log2(n) + LINEAR comparisons for any call, where a list of JEQs costs every
+ * allowed call all n of them. It runs on each system call QEMU makes, and the stub kernel has
+ * no BPF JIT. Every number not listed reaches "allow".
+ */
+function decide(L: Line[], sorted: Array<[number, string]>): void {
+  let n = 0;
+  const node = (lo: number, hi: number): void => {
+    if (hi - lo <= LINEAR) {
+      for (let i = lo; i < hi; i++) {
+        const [nr, target] = sorted[i]!;
+        const fall = `d${n++}`;
+        L.push({ op: JEQ_K, k: nr, jt: target, jf: fall }, { label: fall });
+      }
+      L.push({ op: RET_K, k: RET.allow });
+      return;
+    }
+    const mid = (lo + hi) >> 1;
+    const upper = `d${n++}`;
+    L.push({ op: JGE_K, k: sorted[mid]![0], jt: upper, jf: `d${n}` }, { label: `d${n++}` });
+    node(lo, mid);
+    L.push({ label: upper });
+    node(mid, hi);
+  };
+  node(0, sorted.length);
 }
 
 /** struct seccomp_data for the interpreter (agent/bpf/asm.ts runBpf with littleEndian). */

@@ -18,6 +18,14 @@ describe("seccomp program", () => {
     for (const [name, d] of Object.entries(DENIED)) expect(verdict(d.nr), name).toBe(expected[d.verdict]);
     for (const nr of [0, 1, 2, 3, 9, 16, 232, 257]) expect(verdict(nr), `nr ${nr}`).toBe(SECCOMP_RET_ALLOW);
   });
+  test("every number 0..1023 gets the verdict of the lists (the binary search misses none)", () => {
+    const expected = { kill: SECCOMP_RET_KILL_PROCESS, eperm: SECCOMP_RET_ERRNO | 1, enosys: SECCOMP_RET_ERRNO | 38 };
+    const byNr = new Map(Object.values(DENIED).map((d) => [d.nr, expected[d.verdict]]));
+    for (let nr = 0; nr < 1024; nr++) {
+      if (nr === SYS_CLONE || nr === SYS_EXECVEAT || nr === SYS_SCHED_SETSCHEDULER) continue;
+      expect(verdict(nr), `nr ${nr}`).toBe(byNr.get(nr) ?? SECCOMP_RET_ALLOW);
+    }
+  });
   test("the four groups of QEMU's -sandbox are all there", () => {
     const groups = new Set(Object.values(DENIED).map((d) => d.group));
     for (const g of ["default", "obsolete", "elevateprivileges", "spawn", "resourcecontrol"]) expect(groups.has(g), g).toBe(true);

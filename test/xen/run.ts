@@ -28,6 +28,18 @@ export const SAVE_RESTORE_REQUIRED = [
   "migrate", "migrate-qmp", "migrate-status", "restore-corrupt", "destroy-clean",
 ];
 
+/** The checks each mode of the CLI must pass; the full run's are REQUIRED[kind]. */
+function requiredChecks(kind: ImageKind, mode: "full" | "relay" | "bunstress" | "soak" | "saverestore"): string[] {
+  switch (mode) {
+    case "full": return REQUIRED[kind];
+    case "relay": return ["xl-create", "relay-clients", "relay-rss", "destroy-clean"];
+    case "bunstress": return ["xl-create", "destroy-clean"];
+    case "soak": return ["xl-create", "soak-relay", "soak-rss", "destroy-clean"];
+    case "saverestore":
+      return kind === "ours" ? SAVE_RESTORE_REQUIRED : ["xl-create", "save", "restore", "restore-qmp", "migrate", "migrate-qmp", "destroy-clean"];
+  }
+}
+
 export async function imagesFor(kind: ImageKind): Promise<{ stubKernel: string; stubRootfs: string; agent?: string }> {
   if (kind === "baseline") {
     const b = await buildBaselineImages();
@@ -86,12 +98,12 @@ async function main(argv: string[]): Promise<number> {
     `e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"} outer ${outerQemu()} accel ${outerAccel()} cpu ${outerCpu()} smp ${outerSmp()}; Xen: ${xenCmdline()}` +
       (relayClients ? `; ${relayClients} relay clients` : ""),
   );
+  const mode = relayClients ? "relay" : soakSeconds ? "soak" : argv.includes("--bun-stress") ? "bunstress" : argv.includes("--save-restore") ? "saverestore" : "full";
   const r = await bootNestedXen({
-    kind, ...images, stubMemory: mem,
-    ...(relayClients ? { mode: "relay" as const, relayClients, timeoutMs: 420_000 + relayClients * 30_000 } : {}),
-    ...(argv.includes("--bun-stress") ? { mode: "bunstress" as const, timeoutMs: 900_000 } : {}),
-    ...(soakSeconds ? { mode: "soak" as const, relayClients: soakSeconds, timeoutMs: 600_000 + soakSeconds * 1500 } : {}),
-    ...(argv.includes("--save-restore") ? { mode: "saverestore" as const, timeoutMs: 900_000 } : {}),
+    kind, ...images, stubMemory: mem, mode,
+    ...(relayClients ? { relayClients, timeoutMs: 420_000 + relayClients * 30_000 } : {}),
+    ...(mode === "bunstress" || mode === "saverestore" ? { timeoutMs: 900_000 } : {}),
+    ...(soakSeconds ? { relayClients: soakSeconds, timeoutMs: 600_000 + soakSeconds * 1500 } : {}),
     agentDebug: argv.includes("--debug"),
     pauseGuest: argv.includes("--pause-guest"),
     stubCmdline: arg("--stub-cmdline")?.split(" ").filter(Boolean),
@@ -105,8 +117,7 @@ async function main(argv: string[]): Promise<number> {
   const faults = faultCounts(r.log);
   console.log(`faults: dom0 ${faults.dom0}, stub domain ${faults.stub}; dom0 stress runs failed: ${faults.stress}`);
   for (const l of faults.lines) console.log(`  ${l.slice(0, 200)}`);
-  const bad = failures(kind, r, relayClients ? ["xl-create", "relay-clients", "relay-rss", "destroy-clean"] : argv.includes("--bun-stress") ? ["xl-create", "destroy-clean"] : soakSeconds ? ["xl-create", "soak-relay", "soak-rss", "destroy-clean"]
-    : argv.includes("--save-restore") ? (kind === "ours" ? SAVE_RESTORE_REQUIRED : ["xl-create", "save", "restore", "restore-qmp", "migrate", "migrate-qmp", "destroy-clean"]) : undefined);
+  const bad = failures(kind, r, requiredChecks(kind, mode));
   for (const b of bad) console.log(`FAILED ${b}`);
   return bad.length === 0 ? 0 : 1;
 }
