@@ -221,21 +221,7 @@ save_restore() {
     return
   fi
   sed 's/^/XL-RESTORE| /' /e2e/xl-restore.log
-  out=$(timeout 60 xl qemu-monitor-command $guest "info status" 2>&1 || echo "exit $? (124: no answer in 60 s)")
-  case "$out" in
-    *running*) pass restore-qmp "$out" ;;
-    *) fail restore-qmp "$out" ;;
-  esac
-  if [ "$kind" = ours ]; then
-    # Running, and the agent saw QEMU leave "inmigrate" (its qemu_restored boot phase).
-    if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json &&
-      grep -q '"qemu_restored": *[0-9]' /e2e/status.json; then
-      pass restore-status
-    else
-      fail restore-status "$(head -c 300 /e2e/status.json)"
-    fi
-    sed 's/^/STATUS| /' /e2e/status.json
-  fi
+  arrived restore
   migrate
   [ "$kind" = ours ] && restore_corrupt
 }
@@ -260,20 +246,25 @@ migrate() {
     return
   fi
   sed 's/^/XL-MIGRATE| /' /e2e/xl-migrate.log
+  arrived migrate
+}
+# After a restore or a migration ($1): QMP answers `running` through the new stub domain
+# ($1-qmp) and, for ours, status shows it running with the agent's qemu_restored boot phase:
+# it saw QEMU leave "inmigrate" ($1-status).
+arrived() {
   out=$(timeout 60 xl qemu-monitor-command $guest "info status" 2>&1 || echo "exit $? (124: no answer in 60 s)")
   case "$out" in
-    *running*) pass migrate-qmp "$out" ;;
-    *) fail migrate-qmp "$out" ;;
+    *running*) pass $1-qmp "$out" ;;
+    *) fail $1-qmp "$out" ;;
   esac
-  if [ "$kind" = ours ]; then
-    if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json &&
-      grep -q '"qemu_restored": *[0-9]' /e2e/status.json; then
-      pass migrate-status
-    else
-      fail migrate-status "$(head -c 300 /e2e/status.json)"
-    fi
-    sed 's/^/STATUS| /' /e2e/status.json
+  [ "$kind" = ours ] || return 0
+  if status_once /e2e/status.json "$(xl domid $guest)" --json && grep -q '"phase": *"running"' /e2e/status.json &&
+    grep -q '"qemu_restored": *[0-9]' /e2e/status.json; then
+    pass $1-status
+  else
+    fail $1-status "$(head -c 300 /e2e/status.json)"
   fi
+  sed 's/^/STATUS| /' /e2e/status.json
 }
 # A save file whose QEMU state is corrupt (the last "QEVM" magic in it, the start of QEMU's
 # state, changed): xl restore must fail, QEMU's reason must reach our health report (seen by
