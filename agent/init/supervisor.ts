@@ -10,12 +10,14 @@ import {
   type QemuEvent,
   type QemuState,
 } from "../qemu/lifecycle.ts";
-import type { QmpClient } from "../qemu/qmp.ts";
+import type { QmpClient, QmpEvent } from "../qemu/qmp.ts";
 import { DEFAULT_RING, StderrRing } from "../qemu/stderr-ring.ts";
 import type { Confinement } from "../health/schema.ts";
 import { verifyConfinement } from "./confinement.ts";
+import { exitAfterGuestShutdown, guestShutdownCause } from "./guest-shutdown.ts";
 import { MONITORS, startQemu } from "./qemu-start.ts";
 import { watchRestore } from "./restore-watch.ts";
+import { StatusProbe } from "./status-probe.ts";
 import { EVENT_QUEUE_LIMIT, EventQueue, Listeners, type AgentEvent } from "./events.ts";
 import type { PowerOffReason } from "./platform.ts";
 import type { Child, ExitStatus } from "./processes.ts";
@@ -46,6 +48,7 @@ export class Supervisor {
   private fatalStarted = false;
   private readonly stderr: StderrRing;
   private readonly deadlines: Deadlines;
+  private readonly probe: StatusProbe;
   /**
    * Consumers of QMP events (NIC teardown on DEVICE_DELETED), xenstore watch events (CD-ROM
    * changes) and link events (NIC redirects). They run inside the loop, so they only do
@@ -58,6 +61,7 @@ export class Supervisor {
     private readonly deps: SupervisorDeps,
   ) {
     this.deadlines = deps.deadlines ?? DEFAULT_DEADLINES;
+    this.probe = new StatusProbe(deps.health);
     this.queue.onDrop = (e, n) => {
       // The first drop and then one line per thousand: a flood must not become a log flood.
       if (n === 1 || n % 1000 === 0) this.reportError(`event queue full (${EVENT_QUEUE_LIMIT}): ${n} event(s) dropped, the last a ${e.kind} event`);
@@ -111,6 +115,7 @@ export class Supervisor {
       case "xenstore":
       case "link":
       case "linksLost":
+        if (ev.kind === "qmp") this.noteGuestShutdown(ev.event);
         this.listeners.dispatch(ev, (e) => this.reportError(`${ev.kind} listener failed: ${(e as Error).stack ?? String(e)}`));
         return;
       case "fatal":
@@ -148,12 +153,12 @@ export class Supervisor {
       case "reportRunning":
         log.info(`QEMU ready (pid ${this.child?.pid})`);
         if (this.plan.restoreArgIndex !== null && this.qmp) {
-          this.restoreWatch = watchRestore({ qmp: this.qmp, nowMs: this.deps.nowMs, log, health: this.deps.health }, this.plan.restoreStallAtMs);
+          this.probe.watchRestore(watchRestore({ qmp: this.qmp, nowMs: this.deps.nowMs, log, health: this.deps.health }, this.plan.restoreStallAtMs));
         }
         if (this.plannedConfinement && this.child) verifyConfinement(this.child.pid, this.plannedConfinement, this.deps);
         this.deps.health.setPhase("running");
         this.deps.health.bootPhase("qemu_ready", Math.round(this.deps.nowMs()));
-        this.startProbe();
+        if (this.qmp) this.probe.start(this.qmp, this.plan.probeMs);
         return;
       case "warnQmpLost":
         log.warn(`QMP monitor lost: ${this.qmpProblem ?? "closed"}`);
@@ -176,6 +181,7 @@ export class Supervisor {
         this.reportError(`QEMU failed to start: ${this.startFailure}`);
         return;
       case "crashed":
+        if (exitAfterGuestShutdown(this.guestCause, this.lastExit)) return this.guestStopped();
         return this.crashPolicy("QEMU exited on its own");
       case "stopped":
         if (this.startFailure !== undefined) return this.crashPolicy(`QEMU failed: ${this.startFailure}`);
@@ -210,29 +216,6 @@ export class Supervisor {
     }
   }
 
-  private probe: ReturnType<typeof setInterval> | undefined;
-
-  /** query-status every probe interval: a hung QEMU shows as unresponsive in the report. */
-  private startProbe(): void {
-    const ms = this.plan.probeMs;
-    if (!ms) return;
-    this.probe = setInterval(() => {
-      this.qmp?.execute("query-status", undefined, Math.min(ms, 2000)).then(
-        (r) => this.deps.health.qmpStatus(String((r as { status?: unknown }).status ?? "unknown")),
-        () => this.deps.health.qmpStatus("unresponsive"),
-      );
-    }, ms);
-  }
-
-  private restoreWatch: { stop(): void } | undefined;
-
-  private stopProbe(): void {
-    this.restoreWatch?.stop();
-    this.restoreWatch = undefined;
-    clearInterval(this.probe);
-    this.probe = undefined;
-  }
-
   private signalChild(sig: "SIGTERM" | "SIGKILL"): void {
     try {
       this.child?.kill(sig);
@@ -259,7 +242,9 @@ export class Supervisor {
       async (exit) => {
         // Its last words are what the health report is for; a grandchild holding the pipe
         // open must not delay the crash report by more than a moment.
-        await Promise.race([stderrDone, Bun.sleep(STDERR_DRAIN_MS)]);
+        // Nor its monitor, once open: a SHUTDOWN event written before the exit is queued first.
+        const said = this.qmp ? Promise.all([stderrDone, this.qmp.closed]) : stderrDone;
+        await Promise.race([said, Bun.sleep(STDERR_DRAIN_MS)]);
         this.queue.push({ kind: "qemu", event: "exit", exit });
       },
       (e: unknown) => this.queue.push({ kind: "fatal", reason: `lost track of QEMU: ${String(e)}` }),
@@ -314,7 +299,7 @@ export class Supervisor {
     this.stderr.flush();
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
     this.deps.log.info(`QEMU (pid ${this.child?.pid}) ${how}`);
-    this.stopProbe();
+    this.probe.stop();
     this.deps.health.qemuExited({
       stderr: this.stderr.tail(),
       ...(exit.signal ? { signal: exit.signal } : { code: exit.code ?? 0 }),
@@ -345,18 +330,41 @@ export class Supervisor {
         deps.log.info(`crash report written; telling the hypervisor in ${plan.crashGraceMs} ms (stubdom.crash_grace_ms)`);
         await new Promise((resolve) => setTimeout(resolve, plan.crashGraceMs));
       }
-      this.tellHypervisor();
+      this.tellHypervisor("crash");
     }
     this.powerOff("crash");
   }
 
-  /** At most once per life: a second crash report would confuse the toolstack. */
-  private tellHypervisor(): void {
+  /** The guest's own SHUTDOWN event (guest-shutdown.ts), remembered for QEMU's exit. */
+  private guestCause: string | undefined;
+
+  /**
+   * libxl starts QEMU with -no-shutdown: QEMU stops, Xen shuts the guest down and the toolstack
+   * destroys this domain next. The report says so ("stopping") before it goes.
+   */
+  private noteGuestShutdown(ev: QmpEvent): void {
+    const cause = guestShutdownCause(ev);
+    if (cause === undefined || this.guestCause !== undefined) return;
+    this.guestCause = cause;
+    if (cause === "guest-panic") return this.deps.log.warn("QEMU: the guest panicked");
+    this.deps.log.info(`QEMU: the guest shut itself down (${cause}); the toolstack ends this stub domain next`);
+    this.deps.health.setPhase("stopping");
+  }
+
+  /** QEMU exited 0 after the guest shut itself down (no -no-shutdown): a clean stop, not a crash. */
+  private guestStopped(): void {
+    this.deps.log.info(`QEMU exited after the guest's own shutdown (${this.guestCause}): stopping cleanly`);
+    this.tellHypervisor("poweroff");
+    this.powerOff("shutdown");
+  }
+
+  /** At most once per life: a second report would confuse the toolstack. */
+  private tellHypervisor(reason: "crash" | "poweroff"): void {
     if (this.hypervisorCalled) return;
     this.hypervisorCalled = true;
     try {
-      this.deps.hypervisor.shutdownGuest(this.plan.guestDomid, "crash");
-      this.deps.log.info(`told the hypervisor that guest ${this.plan.guestDomid} crashed`);
+      this.deps.hypervisor.shutdownGuest(this.plan.guestDomid, reason);
+      this.deps.log.info(reason === "crash" ? `told the hypervisor that guest ${this.plan.guestDomid} crashed` : `told the hypervisor to power guest ${this.plan.guestDomid} off`);
     } catch (e) {
       this.deps.log.error(`hypervisor shutdown of guest ${this.plan.guestDomid}: ${(e as Error).message}`);
     }
@@ -371,7 +379,7 @@ export class Supervisor {
   private powerOff(reason: PowerOffReason): void {
     clearTimeout(this.deadline);
     clearInterval(this.sweep);
-    this.stopProbe();
+    this.probe.stop();
     this.deps.health.flush();
     this.deps.log.info(`powering off (${reason}); ${this.orphansReaped} orphan(s) reaped in total`);
     this.deps.machine.sync();

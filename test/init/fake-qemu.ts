@@ -8,6 +8,10 @@
 //   --mode refuse     accept connections but never greet
 //   --mode die-on-qmp exit with --code as soon as the monitor is spoken to (dies mid-setup)
 //   --mode flood      write --lines stderr lines as fast as possible, then crash with 5 more
+//   --mode poweroff   serve QMP; after --after ms send the guest's SHUTDOWN event (--reason,
+//                     default guest-shutdown) on every monitor and exit with --code (default 0),
+//                     as Xen's QEMU does when the guest powers itself off; with --stay, keep
+//                     running after the event (libxl's -no-shutdown)
 //   --mode spawn      serve QMP, then after --after ms try to run /bin/true (as an exploit would)
 //   with -incoming: query-status says "inmigrate" for --incoming-ms ms (-1: for ever), as a QEMU
 //                     waiting for the restore stream does
@@ -22,7 +26,7 @@ const opt = (name: string, dflt: string) => {
 };
 const mode = opt("mode", "ok");
 const after = Number(opt("after", "300"));
-const code = Number(opt("code", "1"));
+const code = Number(opt("code", mode === "poweroff" ? "0" : "1"));
 const lines = Number(opt("lines", "5"));
 const incomingMs = args.includes("-incoming") ? Number(opt("incoming-ms", "500")) : 0;
 const startedAt = Date.now();
@@ -47,9 +51,12 @@ process.on("SIGTERM", () => {
   process.exit(0);
 });
 
+const clients: net.Socket[] = [];
+
 function serveQmp(fd: number): void {
   const srv = net.createServer((sock) => {
     if (mode === "refuse") return;
+    clients.push(sock);
     sock.write(`${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 } }, capabilities: [] } })}\r\n`);
     let buf = "";
     sock.on("data", (d) => {
@@ -104,6 +111,13 @@ async function main(): Promise<void> {
     // exit() drops writes still queued on the pipe; the last words are what is under test.
     await new Promise((r) => process.stderr.write("fake-qemu: exiting\n", r));
     process.exit(code);
+  }
+  if (mode === "poweroff") {
+    await Bun.sleep(after);
+    const ev = { event: "SHUTDOWN", data: { guest: true, reason: opt("reason", "guest-shutdown") }, timestamp: { seconds: 1, microseconds: 0 } };
+    await Promise.all(clients.map((c) => new Promise((r) => c.write(`${JSON.stringify(ev)}\r\n`, r))));
+    process.stderr.write("fake-qemu: guest powered off\n");
+    if (!args.includes("--stay")) process.exit(code);
   }
   if (mode === "spawn") {
     await Bun.sleep(after);

@@ -26,6 +26,39 @@ describe.each(modes)("agent as %s", (mode) => {
     expect(r.log).toMatch(mode === "pid1" ? /supervising as PID 1/ : /supervising as subreaper/);
   });
 
+  test("the guest powering itself off (SHUTDOWN event, then exit 0): a clean stop, the hypervisor told poweroff, no crash", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "poweroff", "--after", "300"] });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(r.log).toMatch(/the guest shut itself down \(guest-shutdown\)/);
+    expect(r.log).toMatch(/QEMU exited after the guest's own shutdown \(guest-shutdown\): stopping cleanly/);
+    expect(r.hypervisor).toEqual(["shutdownGuest 5 poweroff"]);
+    expect(r.health.exit_code).toBe(0);
+    expect(r.health.error).toBeUndefined();
+    expect(r.phases).toEqual(["starting", "running", "stopping"]);
+  });
+
+  test("the guest powering itself off under -no-shutdown: reported as stopping, no crash, and the later stop is clean", async () => {
+    const r = await runAgent(mode, { fake: ["--mode", "poweroff", "--after", "300", "--stay"], signal: { when: /the guest shut itself down/, send: "SIGTERM" } });
+    expect(r.code, r.log).toBe(EXIT_CODES.shutdown);
+    expect(r.log).toMatch(/the guest shut itself down \(guest-shutdown\); the toolstack ends this stub domain next/);
+    expect(r.hypervisor).toEqual([]);
+    expect(r.health.error).toBeUndefined();
+    // "stopping" from the event, then again from the SIGTERM's stop.
+    expect(r.phases).toEqual(["starting", "running", "stopping", "stopping"]);
+    expect(r.log.indexOf("the guest shut itself down")).toBeLessThan(r.log.indexOf("SIGTERM: stopping QEMU"));
+  });
+
+  test("exit 0 without the guest's SHUTDOWN, or after a guest panic, is still a crash", async () => {
+    const quiet = await runAgent(mode, { fake: ["--mode", "crash", "--after", "200", "--code", "0"] });
+    expect(quiet.code, quiet.log).toBe(EXIT_CODES.crash);
+    expect(quiet.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+    expect(String(quiet.health.error)).toMatch(/QEMU exited on its own \(code 0\)/);
+    const panic = await runAgent(mode, { fake: ["--mode", "poweroff", "--after", "200", "--reason", "guest-panic"] });
+    expect(panic.code, panic.log).toBe(EXIT_CODES.crash);
+    expect(panic.hypervisor).toEqual(["shutdownGuest 5 crash"]);
+    expect(panic.phases).toEqual(["starting", "running", "crashed"]);
+  });
+
   test("crash grace: the report is flushed, the hypervisor is told once after the grace, then power off", async () => {
     const r = await runAgent(mode, { fake: ["--mode", "crash", "--after", "100"], plan: { crashGraceMs: 400 } });
     expect(r.code, r.log).toBe(EXIT_CODES.crash);
