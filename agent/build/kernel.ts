@@ -40,7 +40,7 @@ export const SOURCE_PACKAGE = "linux-source-6.12";
 /** Debian 13, reached through the host's mirror with apt state of its own (debian.ts aptSuite). */
 const SOURCE_SUITE = "trixie";
 // import.meta.url, not Bun's import.meta.dir: Vitest's transform keeps only the former.
-export const FRAGMENTS = ["stubdom.config", "devvm.config"].map((f) => fileURLToPath(new URL(`kernel/${f}`, import.meta.url)));
+export const FRAGMENTS = ["stubdom.config", "devvm.config", "guest.config"].map((f) => fileURLToPath(new URL(`kernel/${f}`, import.meta.url)));
 /** Bump when the recipe below changes what comes out of the same inputs. */
 const RECIPE = "1";
 const BUILD_ENV = {

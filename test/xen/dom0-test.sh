@@ -15,6 +15,7 @@ stubcmd=$(param stubcmd | tr '+' ' ')
 [ "$debug" = 1 ] && stubcmd="stubdom.loglevel=debug $stubcmd"
 guest=e2e-guest
 mac=00:16:3e:e2:e0:01
+serial=/var/log/xen/e2e-guest-serial.log
 
 # Ours arrives as our package and is installed as an administrator would (dom0's dpkg database
 # lists the packages dom0 is built from: test/xen/dpkg-db.ts). Its Depends are checked against
@@ -35,9 +36,13 @@ if [ -e /e2e/xen-stubdom-init.deb ]; then
   rm -f /e2e/xen-stubdom-init.deb
 fi
 
-ip link add xenbr0 type bridge && ip link set xenbr0 up || fail dom0-bridge
-dd if=/dev/zero of=/e2e/disk.img bs=1M count=8 2>/dev/null
-losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
+# dom0 is the guest's router and DHCP server on xenbr0 (busybox udhcpd).
+ip link add xenbr0 type bridge && ip link set xenbr0 up && ip addr add 10.99.0.1/24 dev xenbr0 || fail dom0-bridge
+printf '%s\n' "start 10.99.0.100" "end 10.99.0.120" "interface xenbr0" "lease_file /tmp/udhcpd.leases" \
+  "option subnet 255.255.255.0" "option router 10.99.0.1" > /e2e/udhcpd.conf
+touch /tmp/udhcpd.leases && udhcpd /e2e/udhcpd.conf || fail dom0-dhcp
+# The guest's disk (test/xen/guest.ts): SYSLINUX, dom0's kernel, the guest's initramfs, a marker.
+losetup /dev/loop0 /e2e/guest-disk.img || fail dom0-loop
 
 {
   echo "name=\"$guest\""
@@ -54,9 +59,11 @@ losetup /dev/loop0 /e2e/disk.img || fail dom0-loop
   fi
   [ -n "$mem" ] && echo "stubdomain_memory=$mem"
   [ -n "$stubcmd" ] && echo "stubdomain_cmdline=\"$stubcmd\"" 
-  echo "vif=[\"bridge=xenbr0,mac=$mac,model=rtl8139\"]"
+  echo "vif=[\"bridge=xenbr0,mac=$mac,model=e1000\"]"
   echo 'disk=["phy:/dev/loop0,hda,w"]'
-  echo 'boot="n"'
+  echo 'boot="c"'
+  # The guest's ttyS0: QEMU's serial on the stub domain's hvc3, written to a file by dom0's QEMU.
+  echo "serial=\"file:$serial\""
   # Save and restore without a VGA card: when the guest had mapped cirrus's framebuffer before
   # the save (1 restore of 4), the restored QEMU aborted in xen_add_to_physmap (its foreign mapping
   # of the relocated VRAM, "Replacing a dummy mapcache entry", failed). Not understood yet: the
@@ -79,6 +86,17 @@ bun_stress() {
     [ $rc = 0 ] || sed 's/^/STRESS| /' /e2e/stress.log | tail -n 30
   done
 }
+
+# The guest's serial lines with dom0's uptime in ms in front, for the whole run. dom0's QEMU
+# truncates the file when a new stub domain takes over (restore, migrate); tail -F starts over.
+# Stamps are as fine as tail's 1 s poll.
+stamped=/e2e/serial-stamped.log
+stamp_serial() {
+  cr=$(printf '\r')
+  tail -n +1 -F -s 1 $serial 2>/dev/null | while IFS= read -r l; do echo "$(ms) ${l%"$cr"}"; done >> $stamped
+}
+: > $stamped
+stamp_serial &
 
 t0=$(ms)
 if xl create /e2e/guest.cfg > /e2e/xl-create.log 2>&1; then
@@ -108,6 +126,40 @@ watch_status() {
 watch_phase() {
   xenstore-watch "/local/domain/$1/data/stubdom/phase" 2>&1 |
     while read -r p _; do echo "$(ms) $p=$(xenstore-read "$p" 2>&1)"; done >> /e2e/phase-watch.log
+}
+
+# The first line "E2E-GUEST $1..." on the guest's serial port within $2 s (not anchored: the
+# guest kernel's printk may share the line's start).
+# Every 30 s of waiting, a progress line (to stderr: callers capture stdout).
+guest_line() {
+  n=0
+  while [ $n -lt $2 ]; do
+    l=$(grep -a -o -m 1 "E2E-GUEST $1.*" $serial 2>/dev/null | head -n 1 | tr -d '\r')
+    [ -n "$l" ] && { echo "$l"; return 0; }
+    n=$((n + 1)); sleep 1
+    [ $((n % 30)) = 0 ] && echo "E2E INFO guest-wait '$1' ${n}s: guest cpu $(xl list $guest 2>/dev/null | awk 'NR == 2 { print $6 }') s, serial $(stat -c %s $serial 2>/dev/null || echo 0) B: $(serial_tail | tail -c 120)" >&2
+  done
+  return 1
+}
+serial_tail() { tail -c 400 $serial 2>/dev/null | tr '\r\n' '  '; }
+# The guest OS (guest-init.sh) boots from its disk through the stub domain's IDE, prints the
+# marker it read there, takes a lease from dom0's udhcpd through the stub domain's NIC, and
+# pings dom0; dom0 pings it back.
+guest_checks() {
+  if l=$(guest_line boot 300); then pass guest-boot "$l, $(( $(ms) - t0 )) ms after xl create"
+  else fail guest-boot "no boot line in 300 s; serial: $(serial_tail)"; return; fi
+  want=$(cat /e2e/guest-marker)
+  if l=$(guest_line disk 120); then
+    case "$l" in "E2E-GUEST disk $want") pass guest-disk "$l" ;; *) fail guest-disk "$l (the disk holds $want)" ;; esac
+  else fail guest-disk "no disk line; serial: $(serial_tail)"; fi
+  if l=$(guest_line "lease 10\.99\.0\." 180); then pass guest-lease "$l"
+  else fail guest-lease "no lease in 180 s; serial: $(serial_tail)"; return; fi
+  guest_ip=$(echo "$l" | awk '{ print $3 }')
+  if up=$(guest_line "ping 10.99.0.1 ok" 60) && ping -c 3 -W 5 "$guest_ip" > /e2e/ping.log 2>&1; then
+    pass guest-ping "guest -> dom0: $up; dom0 -> guest: $(grep -a 'packets' /e2e/ping.log)"
+  else
+    fail guest-ping "guest -> dom0: ${up:-no ok line}; dom0 -> guest: $(tr '\n' ' ' < /e2e/ping.log)"
+  fi
 }
 
 dm_log() { sed 's/^/STUB| /' /var/log/xen/qemu-dm-$guest.log 2>/dev/null; }
@@ -147,19 +199,17 @@ if [ "$created" = 1 ] && [ "$pause" = 1 ]; then xl pause $guest && echo "E2E INF
 if [ "$created" = 1 ] && [ "$mode" = relay ]; then relay_clients; fi
 
 # make soak-xen: for e2e.count seconds, a QMP command through the relay every 2 s, dom0's
-# status every 5 s and the guest's NIC traffic (its iPXE asks for DHCP); PID 1's RssAnon from
+# status every 5 s and ARP requests from dom0 into the stub domain's NIC; PID 1's RssAnon from
 # the health report every 10 s. One line per sample, then a summary.
 soak() {
   stub_id=$(xl domid $guest-dm)
   key() { xenstore-read /local/domain/$stub_id/data/stubdom/$1 2>/dev/null || echo '?'; }
   secs=${count:-1200}; t_end=$(( $(ms) + secs * 1000 )); t_sample=0; t_status=0
-  # The guest is paused: left running, its firmware gives up on DHCP and resets it every ~150 s,
-  # and xl then rebuilds the guest with a new stub domain (shutdown reason 1, seen in a 20-minute
-  # run), so no stub domain would live through a soak. QEMU keeps serving QMP. dom0 is meant to
+  # The guest is paused, so the stub domain's load is the relay's alone (when the guest had only
+  # iPXE, it reset every ~150 s and xl rebuilt it with a new stub domain). QEMU keeps serving QMP. dom0 is meant to
   # send an ARP request a second into the stub domain's NIC (dom0 -> netfront -> redirect -> tap
   # -> QEMU); one run saw only 22 frames in 20 minutes, not yet understood (arping.log below).
   xl pause $guest
-  ip addr add 10.99.0.1/24 dev xenbr0 || echo "E2E INFO soak: ip addr add on xenbr0 failed"
   arping -I xenbr0 -s 10.99.0.1 -w "$secs" 10.99.0.2 > /e2e/arping.log 2>&1 & arping_pid=$!
   sessions=0; qfail=0; sfail=0; first=; last=
   while [ "$(ms)" -lt "$t_end" ]; do
@@ -196,6 +246,13 @@ if [ "$created" = 1 ] && [ "$mode" = soak ]; then soak; fi
 # deadline, so a stream that never arrives is a FAIL with the logs, not a hang.
 save_restore() {
   old_stub=$(xl domid $guest-dm)
+  # The guest OS must be up (lease taken, ticking) before its state is worth saving.
+  if l=$(guest_line "lease 10\.99\.0\." 300); then
+    guest_ip=$(echo "$l" | awk '{ print $3 }')
+    echo "E2E INFO guest up before save: $l"
+  else
+    echo "E2E INFO guest never took a lease before save; serial: $(serial_tail)"
+  fi
   t=$(ms)
   saved=0
   if timeout 240 xl save $guest /e2e/guest.save > /e2e/xl-save.log 2>&1; then
@@ -212,6 +269,8 @@ save_restore() {
   dm_log
   # Only a guest that was saved and is gone can be restored; the later checks need the restore.
   [ $saved = 1 ] || return
+  mark=$(wc -l < $stamped)
+  before=$(last_tick)
   t=$(ms)
   if timeout 240 xl restore /e2e/guest.save > /e2e/xl-restore.log 2>&1 && new_stub=$(xl domid $guest-dm 2>/dev/null); then
     pass restore "guest $(xl domid $guest) with stub domain $new_stub (was $old_stub) in $(( $(ms) - t )) ms"
@@ -222,8 +281,64 @@ save_restore() {
   fi
   sed 's/^/XL-RESTORE| /' /e2e/xl-restore.log
   arrived restore
+  continues restore "$mark" "$before" "$(ms)"
+  nic_after restore
   migrate
+  guest_shutdown
   [ "$kind" = ours ] && restore_corrupt
+}
+last_tick() { grep -a -o "E2E-GUEST tick [0-9]*" $stamped | tail -n 1 | awk '{ print $3 }'; }
+# $1-continues: the guest went on where it stopped. The ticks stamped after line $2 of the
+# stamped serial log, starting from tick $3, never go back and no new boot line appears; one is
+# stamped after $4 (the operation's end) within 60 s. The longest gap between two ticks from
+# line $2 on, in dom0 ms, is the downtime for a migration (±1 s: tail's poll).
+continues() {
+  n=0
+  while [ $n -lt 60 ]; do
+    newest=$(tail -n +$(( $2 + 1 )) $stamped | grep -a " E2E-GUEST tick " | tail -n 1 | awk '{ print $1 }')
+    [ -n "$newest" ] && [ "$newest" -gt "$4" ] && break
+    n=$((n + 1)); sleep 1
+  done
+  set -- "$1" "$2" "${3:-0}" "$4" $(tail -n +$(( $2 + 1 )) $stamped | awk -v prev="${3:-0}" -v end="$4" '
+    / E2E-GUEST boot / { boots++ }
+    / E2E-GUEST tick [0-9]+$/ { v = $NF + 0; if (v <= prev) back++; if (pt != "" && $1 - pt > gap) gap = $1 - pt; prev = v; pt = $1; if ($1 > end) after++ }
+    END { printf "%d %d %d %d %d\n", back, boots, after, gap, prev }')
+  # $5 ticks that went back, $6 boot lines, $7 ticks after the end, $8 longest gap, $9 last tick
+  if [ "$5" = 0 ] && [ "$6" = 0 ] && [ "$7" -gt 0 ]; then
+    pass $1-continues "tick $3 before, $9 now, no restart; longest gap between ticks $8 ms"
+  else
+    fail $1-continues "tick $3 before, ${9:-none} now; ticks that went back: $5, boot lines: $6, ticks after the end: $7"
+  fi
+  echo "E2E TIME $1-tick-gap-ms $8"
+}
+# $1-nic: dom0 still reaches the guest at the address of its lease.
+nic_after() {
+  if [ -n "$guest_ip" ] && ping -c 3 -W 5 "$guest_ip" > /e2e/ping.log 2>&1; then pass $1-nic "$(grep -a packets /e2e/ping.log)"
+  else fail $1-nic "guest ${guest_ip:-without a lease}: $(tr '\n' ' ' < /e2e/ping.log 2>/dev/null)"; fi
+}
+# guest-shutdown: xl shutdown ends the guest OS the normal way (ACPI power button, or Xen's PV
+# control), with reason poweroff (xl's code 0), both domains go, and our stub domain reported
+# no crash. Whether its agent logged the guest's SHUTDOWN event is printed, not required:
+# QEMU tells Xen of the power-off before it sends the event, and libxl destroys the stub domain
+# at once (no graceful stop exists for it), so the line often never reaches the log.
+guest_shutdown() {
+  t=$(ms)
+  timeout 120 xl shutdown -F -w $guest > /e2e/xl-shutdown.log 2>&1; rc=$?
+  n=0
+  while [ $n -lt 60 ] && xl list | grep -q "$guest"; do n=$((n + 1)); sleep 1; done
+  left=$(xl list | grep -c "$guest")
+  how=$(grep -a -o "E2E-GUEST poweroff [a-z]*" $stamped | tail -n 1)
+  reason=$(sed -n "s/^Domain [0-9]* has been shut down, reason code \([0-9]*\).*/\1/p" /e2e/xl-shutdown.log | tail -n 1)
+  seen=$(cat /var/log/xen/qemu-dm-$guest*.log 2>/dev/null | grep -c "the guest shut itself down (guest-shutdown)")
+  crashed=$(cat /var/log/xen/qemu-dm-$guest*.log 2>/dev/null | grep -c "crash policy")
+  if [ $rc = 0 ] && [ "$left" = 0 ] && [ -n "$how" ] && [ "$reason" = 0 ] && [ "$crashed" = 0 ]; then
+    pass guest-shutdown "${how#E2E-GUEST } in $(( $(ms) - t )) ms, xl reason code 0, both domains gone, no crash report"
+    echo "E2E INFO guest-shutdown: our agent logged the guest's SHUTDOWN before its domain was destroyed: $seen time(s)"
+  else
+    fail guest-shutdown "xl shutdown exit $rc; domains left: $left; guest said: ${how:-nothing}; xl reason ${reason:-?}; stub domain saw it: $seen, crash reports: $crashed"
+  fi
+  sed 's/^/XL-SHUTDOWN| /' /e2e/xl-shutdown.log
+  grep -h -a "QEMU\|powering off\|shut" /var/log/xen/qemu-dm-$guest*.log 2>/dev/null | tail -n 8 | sed 's/^/STUB| /'
 }
 # xl migrate to this same host, without ssh (`-s ""` runs the "host" argument as the receiver's
 # command): the receiver's libxl builds a new stub domain and streams QEMU's state into its
@@ -231,6 +346,8 @@ save_restore() {
 migrate() {
   old_guest=$(xl domid $guest)
   old_stub=$(xl domid $guest-dm)
+  mark=$(wc -l < $stamped)
+  before=$(last_tick)
   t=$(ms)
   if timeout 300 xl migrate -s "" $guest "xl migrate-receive" > /e2e/xl-migrate.log 2>&1 &&
     new_guest=$(xl domid $guest 2>/dev/null) && new_stub=$(xl domid $guest-dm 2>/dev/null); then
@@ -247,6 +364,8 @@ migrate() {
   fi
   sed 's/^/XL-MIGRATE| /' /e2e/xl-migrate.log
   arrived migrate
+  continues migrate "$mark" "$before" "$(ms)"
+  nic_after migrate
 }
 # After a restore or a migration ($1): QMP answers `running` through the new stub domain
 # ($1-qmp) and, for ours, status shows it running with the agent's qemu_restored boot phase:
@@ -336,8 +455,10 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
     *) fail qmp-vchan "$out" ;;
   esac
 
-  # The guest's NIC ROM (iPXE, boot="n") sends DHCP requests; the bridge learning the guest's
-  # MAC on the stub domain's vif proves frames went guest NIC -> QEMU -> tap -> netfront -> dom0.
+  guest_checks
+  sed 's/^/GUEST| /' $serial | grep -av "E2E-GUEST tick" | tr -d '\r'
+  # The guest's DHCP requests: the bridge learning the guest's MAC on the stub domain's vif
+  # proves frames went guest NIC -> QEMU -> tap -> netfront -> dom0.
   seen=0
   for i in $(seq 60); do
     if bridge fdb show br xenbr0 | grep -qi "^$mac "; then seen=1; break; fi
@@ -353,11 +474,9 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
   # HMP quit makes QEMU exit inside the stub domain: our init must turn that into a guest crash
   # so on_crash="destroy" applies; the baseline, like Qubes, leaves the guest hanging.
   # The stub domain's status keys vanish with it, so the crash is caught by a watch started before.
-  # The guest is paused first. Running, it would race with the check twice: the firmware,
-  # with no DHCP server and nothing to boot, resets the guest (by a triple fault, from ~25 s
-  # after start under single-threaded TCG, ~150 s under multi-threaded; xl then restarts it
-  # with a new stub domain), and QEMU handling an I/O request after
-  # `quit` powers the guest off itself (QEMU's Xen code, shutdown reason 0) before our report.
+  # The guest is paused first. Running, it would race with the check: QEMU handling an I/O
+  # request after `quit` powers the guest off itself (QEMU's Xen code, shutdown reason 0)
+  # before our report. (When the guest was iPXE alone, its resets raced with it too.)
   xl pause $guest
   [ "$kind" = ours ] && { watch_status & watch_pid=$!; watch_phase "$stub_id" & phase_pid=$!; sleep 2; }
   t1=$(ms)

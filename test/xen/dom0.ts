@@ -10,8 +10,10 @@ import { fileURLToPath } from "node:url";
 import { Sysroot, libraryClosure } from "../../agent/build/closure.ts";
 import { DEFAULT_SKIP, fetchPackages, resolveDepends, type DebPackage } from "../../agent/build/debian.ts";
 import { Rootfs, writeAtomically, writeCpioImage } from "../../agent/build/image.ts";
+import { buildKernel, type KernelBuild } from "../../agent/build/kernel.ts";
 import { indexModules, resolveModules } from "../../agent/build/modules.ts";
 import { dpkgDatabase } from "./dpkg-db.ts";
+import { GUEST_INPUTS, buildGuestDisk } from "./guest.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -67,10 +69,12 @@ async function run(cmd: string[], what: string): Promise<Uint8Array> {
   return out;
 }
 
-async function inputKey(pkgs: DebPackage[]): Promise<string> {
+async function inputKey(pkgs: DebPackage[], kernel: KernelBuild): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
+  h.update(`${kernel.bzImage}\n`);
   for (const p of pkgs) h.update(`${p.name} ${p.version}\n`);
   for (const f of ["dom0.ts", "dpkg-db.ts", "dom0-init.sh", "dom0-test.sh"]) h.update(await Bun.file(join(HERE, f)).bytes());
+  for (const f of GUEST_INPUTS) h.update(await Bun.file(f).bytes());
   return h.digest("hex").slice(0, 16);
 }
 
@@ -80,7 +84,9 @@ export async function buildOuterImages(opts: { progress?: (line: string) => void
   const say = opts.progress ?? (() => {});
   const names = await resolveDepends(PACKAGES, { skip: SKIP });
   const pkgs = await fetchPackages(names, { cacheDir: join(root, ".cache"), progress: say });
-  const key = await inputKey(pkgs);
+  // The test guest boots our kernel (test/xen/guest.ts); its cache directory names its inputs.
+  const kernel = await buildKernel({ cacheDir: join(root, ".cache"), progress: say });
+  const key = await inputKey(pkgs, kernel);
   const dir = join(E2E_CACHE, key);
   const out: OuterImages = { xen: join(dir, "xen.elf"), dom0Kernel: join(dir, "dom0-vmlinuz"), dom0Initramfs: join(dir, "dom0.cpio") };
   if ((await Promise.all(Object.values(out).map(exists))).every(Boolean)) return out;
@@ -139,6 +145,9 @@ export async function buildOuterImages(opts: { progress?: (line: string) => void
     }
   }
   const modDir = join(kernelPkg.root, "lib/modules", kver);
+  const guest = await buildGuestDisk({ out: join(dir, "guest-disk.img"), kernel, busybox, key });
+  fs.file("e2e/guest-disk.img", { file: guest.image }, 0o644);
+  fs.file("e2e/guest-marker", new TextEncoder().encode(`${guest.marker}\n`), 0o644);
   for (const m of resolveModules(await indexModules(modDir), MODULES)) {
     fs.file(`usr/lib/modules/${basename(m.path)}`, { file: join(modDir, m.path) }, 0o644);
   }

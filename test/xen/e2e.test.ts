@@ -3,8 +3,14 @@
 // with every check of REQUIRED.ours, then ours again through xl save and xl restore
 // (SAVE_RESTORE_REQUIRED). `make test` runs this file alone, after the others.
 import { expect, test } from "vitest";
+import { join } from "node:path";
+import { E2E_CACHE } from "./dom0.ts";
 import { bootNestedXen, faultCounts, parseConsole } from "./harness.ts";
 import { REQUIRED, SAVE_RESTORE_REQUIRED, failures, imagesFor, memoryFromEnv } from "./run.ts";
+import { failureSummary, recordFailure } from "./summary.ts";
+
+/** Read back by Makefile's `test` when the nested files fail: the reasons end CI's output. */
+const SUMMARY = join(E2E_CACHE, "failed-summary.txt");
 
 test("console parser: results, times, CRLF from the Xen console, relayed stub panics are not the harness's", () => {
   const log = [
@@ -49,7 +55,23 @@ test("fault counts: kernel fault lines, a shell's and Bun's crash reports, of do
 
 test("failures(): a required check with no line is a failure, not a silent pass", () => {
   const r = { ...parseConsole("E2E PASS xl-create\nE2E DONE\n"), wallMs: 1, log: "" };
-  expect(failures("baseline", r)).toEqual(["qmp-vchan: no result line", "nic-frames: no result line", "destroy-clean: no result line"]);
+  expect(failures("baseline", r)).toEqual(
+    ["qmp-vchan", "guest-boot", "guest-disk", "guest-lease", "guest-ping", "nic-frames", "destroy-clean"].map((c) => `${c}: no result line`),
+  );
+});
+
+test("failure summary: the console around each FAIL line, every result line, then the failures last", () => {
+  const log = ["boot", ...Array.from({ length: 30 }, (_, i) => `line ${i}`), "E2E PASS save 1 bytes\r\r", "XL-MIGRATE| libxl: error: startup timed out",
+    "E2E FAIL migrate exit 1: timed out", ...Array.from({ length: 30 }, (_, i) => `after ${i}`), "E2E DONE"].join("\n");
+  const text = failureSummary("nested Xen, ours", log, ["migrate: exit 1: timed out", "migrate-qmp: no result line"]);
+  const out = text.trimEnd().split("\n");
+  expect(out.slice(-3)).toEqual(["failures:", "  migrate: exit 1: timed out", "  migrate-qmp: no result line"]);
+  expect(out).toContain("  XL-MIGRATE| libxl: error: startup timed out");
+  expect(out).toContain("  line 20");
+  expect(out).not.toContain("  line 19");
+  expect(out).toContain("  after 19");
+  expect(out).not.toContain("  after 20");
+  expect(out.filter((l) => l === "  E2E PASS save 1 bytes")).toHaveLength(2);
 });
 
 /** One nested boot of `kind`, its console printed when a check failed, its times always. */
@@ -57,7 +79,10 @@ async function nestedRun(kind: "ours" | "baseline", saveRestore = false) {
   const mem = memoryFromEnv();
   const r = await bootNestedXen({ kind, ...(await imagesFor(kind)), stubMemory: mem, ...(saveRestore ? { mode: "saverestore" as const } : {}) });
   const bad = failures(kind, r, saveRestore ? SAVE_RESTORE_REQUIRED : REQUIRED[kind]);
-  if (bad.length > 0) process.stdout.write(`----- nested Xen serial console -----\n${r.log}\n----- end -----\n`);
+  if (bad.length > 0) {
+    process.stdout.write(`----- nested Xen serial console -----\n${r.log}\n----- end -----\n`);
+    recordFailure(SUMMARY, `nested Xen, ${kind}${saveRestore ? " save/restore" : ""}`, r.log, bad);
+  }
   process.stdout.write(
     `e2e-xen ${kind}: STUBDOM_MEMORY=${mem ?? "default"}; xl create -> running ${r.times["xl-create-ms"]} ms; ` +
       `nested run ${r.wallMs} ms\n`,
@@ -88,7 +113,7 @@ test(
 );
 
 test(
-  "our stub domain: xl create, status, QMP through our vchan relay, NIC frames, QEMU crash -> guest destroyed and seen by status --watch, clean destroy",
+  "our stub domain: xl create, status, QMP through our vchan relay, a guest OS booted from its disk with a lease and pings, NIC frames, QEMU crash -> guest destroyed and seen by status --watch, clean destroy",
   async () => {
     const { r, bad } = await nestedRun("ours");
     expectClean("ours", r, bad);
@@ -97,7 +122,7 @@ test(
 );
 
 test(
-  "our stub domain: xl save writes QEMU's state through console 1, xl restore boots a new stub domain whose QEMU takes it from console 2 and runs",
+  "our stub domain: xl save, xl restore and xl migrate of a running guest OS (its counter goes on, its NIC answers), xl shutdown, a corrupt restore refused",
   async () => {
     const { r, bad } = await nestedRun("ours", true);
     expectClean("ours", r, bad, SAVE_RESTORE_REQUIRED);

@@ -201,7 +201,7 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
       ...(opts.pauseGuest ? ["e2e.pause=1"] : []),
       ...(opts.stubCmdline?.length ? [`e2e.stubcmd=${opts.stubCmdline.join("+")}`] : []),
     ].join(" ");
-    const timeoutS = Math.ceil((opts.timeoutMs ?? 420_000) / 1000);
+    const timeoutS = Math.ceil((opts.timeoutMs ?? 600_000) / 1000);
     const qemu = [
       await outerQemuBinary(), "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",

@@ -18,14 +18,17 @@ const HERE = fileURLToPath(new URL(".", import.meta.url));
 const root = join(HERE, "../..");
 
 export const REQUIRED: Record<ImageKind, string[]> = {
-  baseline: ["xl-create", "qmp-vchan", "nic-frames", "destroy-clean"],
-  ours: ["deb-install", "xl-create", "status-running", "confined", "qmp-vchan", "nic-frames", "crash-destroy", "status-crash", "destroy-clean"],
+  baseline: ["xl-create", "qmp-vchan", "guest-boot", "guest-disk", "guest-lease", "guest-ping", "nic-frames", "destroy-clean"],
+  ours: [
+    "deb-install", "xl-create", "status-running", "confined", "qmp-vchan", "guest-boot", "guest-disk", "guest-lease", "guest-ping",
+    "nic-frames", "crash-destroy", "status-crash", "destroy-clean",
+  ],
 };
 
 /** The checks of `--save-restore` (mode "saverestore"): xl save, then xl restore (issue 18). */
 export const SAVE_RESTORE_REQUIRED = [
-  "deb-install", "xl-create", "save", "restore", "restore-qmp", "restore-status",
-  "migrate", "migrate-qmp", "migrate-status", "restore-corrupt", "destroy-clean",
+  "deb-install", "xl-create", "save", "restore", "restore-qmp", "restore-status", "restore-continues", "restore-nic",
+  "migrate", "migrate-qmp", "migrate-status", "migrate-continues", "migrate-nic", "guest-shutdown", "restore-corrupt", "destroy-clean",
 ];
 
 /** The checks each mode of the CLI must pass; the full run's are REQUIRED[kind]. */
@@ -36,7 +39,9 @@ function requiredChecks(kind: ImageKind, mode: "full" | "relay" | "bunstress" | 
     case "bunstress": return ["xl-create", "destroy-clean"];
     case "soak": return ["xl-create", "soak-relay", "soak-rss", "destroy-clean"];
     case "saverestore":
-      return kind === "ours" ? SAVE_RESTORE_REQUIRED : ["xl-create", "save", "restore", "restore-qmp", "migrate", "migrate-qmp", "destroy-clean"];
+      return kind === "ours"
+        ? SAVE_RESTORE_REQUIRED
+        : ["xl-create", "save", "restore", "restore-qmp", "restore-continues", "migrate", "migrate-qmp", "migrate-continues", "guest-shutdown", "destroy-clean"];
   }
 }
 
