@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { afterEach, describe, expect, test } from "vitest";
+import { afterAll, afterEach, describe, expect, test } from "vitest";
 import { CdromFdsets, decide, holdsOpaque, vbdDiskName, wantsFdset, type BlockDevices, type CdromQmp } from "../../agent/init/cdrom.ts";
 import { devNodes } from "../../agent/init/cdrom-devices.ts";
 import { createLogger } from "../../agent/log.ts";
@@ -251,6 +251,7 @@ describe("CdromFdsets against the in-memory xenstore", () => {
 describe("devNodes, the real BlockDevices (inotify on a directory)", () => {
   const dir = mkdtempSync(`${tmpdir()}/cdrom-dev-`);
   afterEach(() => rmSync(`${dir}/xvdc`, { force: true }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   test("waitFor resolves when the node appears later, at once when it exists, and rejects after its timeout; a re-created node has a new identity", async () => {
     const waiting = devNodes.waitFor(`${dir}/xvdc`, 5000);
