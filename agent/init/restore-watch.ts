@@ -20,7 +20,7 @@ export interface RestoreWatchDeps {
   /** ms since kernel start (the clock of RESTORE_STALL_AT_MS). */
   nowMs(): number;
   log: Logger;
-  health: Pick<HealthReport, "error" | "bootPhase">;
+  health: Pick<HealthReport, "error" | "bootPhase" | "flush">;
 }
 
 /** Polls until QEMU leaves "inmigrate"; stop() ends it (QEMU gone, agent stopping). */
@@ -39,6 +39,8 @@ export function watchRestore(d: RestoreWatchDeps, stallAtMs = RESTORE_STALL_AT_M
       if (status !== undefined && status !== "inmigrate") {
         d.log.info(`restore: QEMU has the guest's state (${status}) ${Math.round(now - started)} ms after it was ready`);
         d.health.bootPhase("qemu_restored", Math.round(now));
+        // Written now, not at the next heartbeat: dom0 tools wait for the restore's end.
+        d.health.flush();
         return;
       }
       if (!reported && now >= stallAtMs) {

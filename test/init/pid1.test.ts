@@ -271,6 +271,10 @@ describe("restore: the guest's state on console 2", () => {
     expect(r.log).toMatch(/restore: QEMU has the guest's state \(running\) \d+ ms after it was ready/);
     expect(typeof r.health.qemu_restored).toBe("number");
     expect(r.health.error).toBeUndefined();
+    // Written at once, not at the next heartbeat (a dom0 status right after xl restore saw none).
+    const at = r.journal.indexOf("bootPhase");
+    expect(r.journal.slice(r.journal.lastIndexOf("bootPhase") + 1)[0], r.journal.join(" ")).toBe("flush");
+    expect(at).toBeGreaterThanOrEqual(0);
   });
   test("a state that never arrives is reported before libxl would give up, and QEMU is left running", async () => {
     const r = await runAgent("subreaper", {
