@@ -3,6 +3,9 @@ SHELL := /bin/bash
 BUN := ./node_modules/.bin/bun
 VITEST := $(BUN) x --bun vitest run --config test/vitest.config.ts
 DESTDIR ?=
+# The Xen release to package for and to boot nested (agent/build/xen-release.ts): Debian 12's
+# 4.17, or Debian 13's 4.20 (XEN=4.20).
+XEN ?= 4.17
 
 # Host tools for building and testing (the image's own parts come from `apt-get download`
 # in build.ts, never from the host's installed files).
@@ -48,14 +51,15 @@ test: build typecheck
 bench: build
 	$(BUN) test/bench/run.ts
 
-# End to end on Xen 4.17 nested in QEMU TCG (issue 9): our dist/ images through the real xl.
+# End to end on Xen nested in QEMU TCG (issue 9): our dist/ images through the real xl, on
+# Debian 12's Xen 4.17 or (XEN=4.20) Debian 13's Xen 4.20 with its QEMU 10 and Linux 6.12.
 # Ours is installed in dom0 from our package with dpkg -i. STUBDOM_MEMORY=MiB overrides libxl's
 # default stub domain memory (printed in the output).
 .PHONY: e2e-xen e2e-xen-baseline
 e2e-xen: build
-	$(BUN) test/xen/run.ts --images ours
+	$(BUN) test/xen/run.ts --xen $(XEN) --images ours
 e2e-xen-baseline: deps
-	$(BUN) test/xen/run.ts --images baseline
+	$(BUN) test/xen/run.ts --xen $(XEN) --images baseline
 
 # Issue 16: 20 minutes of dom0 QMP clients every 2 s and dom0 status every 5 s, the guest paused
 # (dom0-test.sh says why, and what became of the ARP traffic meant for its NIC); PID 1's RssAnon
@@ -67,14 +71,15 @@ soak-xen: build
 # The images go where Debian's libxl looks for them: its firmware directory, read from the
 # libxenlight the image is built against (agent/build/deb.ts), as in the package.
 install: build
-	fw=$$($(BUN) agent/build/deb.ts --firmware-dir) && \
+	fw=$$($(BUN) agent/build/deb.ts --xen $(XEN) --firmware-dir) && \
 	install -D -m 0644 dist/qemu-stubdom-linux-kernel $(DESTDIR)$$fw/qemu-stubdom-linux-kernel && \
 	install -D -m 0644 dist/qemu-stubdom-linux-rootfs $(DESTDIR)$$fw/qemu-stubdom-linux-rootfs
 	install -D -m 0755 dist/stubdom-init $(DESTDIR)/usr/bin/stubdom-init
 
-# dist/xen-stubdom-init_<version>_amd64.deb (reproducible: SOURCE_DATE_EPOCH, default the last commit).
+# dist/xen-stubdom-init_<version>_amd64.deb (reproducible: SOURCE_DATE_EPOCH, default the last
+# commit); with XEN=4.20, dist/xen-4.20/ holds the one for Debian 13.
 deb: build
-	$(BUN) agent/build/deb.ts
+	$(BUN) agent/build/deb.ts --xen $(XEN)
 
 # Keeps .cache/debs and .cache/pkgs (downloads); removes build outputs and intermediates.
 clean:

@@ -12,14 +12,14 @@
 // usr/bin/stubdom-init: Bun's runtime is linked that way upstream, and a compiled program is
 // that runtime with the program appended.
 //
-// Usage: bun agent/build/deb.ts [--out DIR] | --firmware-dir
+// Usage: bun agent/build/deb.ts [--xen 4.17|4.20] [--out DIR] | [--xen R] --firmware-dir
+// (`make deb XEN=4.20`: the package for Debian 13's Xen 4.20, in dist/xen-4.20/).
 import { chmod, copyFile, mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fetchPackages, run } from "./debian.ts";
 import { readElfSection } from "./elf.ts";
+import { DEFAULT_XEN, libxlPackage, parseXenRelease, releaseSource, type XenRelease } from "./xen-release.ts";
 
-/** The Debian package that carries libxenlight for the Xen release the images are built for. */
-export const LIBXL_PACKAGE = "libxenmisc4.17";
 export const PACKAGE = "xen-stubdom-init";
 
 export class DebError extends Error {
@@ -34,13 +34,14 @@ export function firmwareDirIn(rodata: Uint8Array): string {
   return [...found][0]!;
 }
 
-/** The firmware directory of the libxenlight in LIBXL_PACKAGE (downloaded into .cache when missing). */
-export async function xenFirmwareDir(cacheDir?: string): Promise<string> {
-  const [pkg] = await fetchPackages([LIBXL_PACKAGE], cacheDir ? { cacheDir } : {});
-  if (!pkg) throw new DebError(`${LIBXL_PACKAGE}: not found`);
+/** The firmware directory of a Xen release's libxenlight (its package is downloaded into the cache when missing). */
+export async function xenFirmwareDir(cacheRoot: string, release: XenRelease = DEFAULT_XEN): Promise<string> {
+  const name = libxlPackage(release);
+  const [pkg] = await fetchPackages([name], await releaseSource(release, cacheRoot));
+  if (!pkg) throw new DebError(`${name}: not found`);
   const libdir = join(pkg.root, "usr/lib/x86_64-linux-gnu");
   const lib = (await readdir(libdir)).find((f) => /^libxenlight\.so\.[0-9.]+$/.test(f));
-  if (!lib) throw new DebError(`${LIBXL_PACKAGE} has no libxenlight.so.* in ${libdir}`);
+  if (!lib) throw new DebError(`${name} has no libxenlight.so.* in ${libdir}`);
   const rodata = await readElfSection(join(libdir, lib), ".rodata");
   if (!rodata) throw new DebError(`${lib}: no .rodata section`);
   return firmwareDirIn(rodata);
@@ -198,18 +199,19 @@ async function lastCommitEpoch(root: string): Promise<number> {
 if (import.meta.main) {
   const root = join(import.meta.dir, "../..");
   const argv = process.argv.slice(2);
-  if (argv[0] === "--firmware-dir") {
-    process.stdout.write(`${await xenFirmwareDir(join(root, ".cache"))}\n`);
+  const arg = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const release = parseXenRelease(arg("--xen"));
+  if (argv.includes("--firmware-dir")) {
+    process.stdout.write(`${await xenFirmwareDir(join(root, ".cache"), release)}\n`);
   } else {
-    const outIdx = argv.indexOf("--out");
-    const outDir = outIdx >= 0 ? argv[outIdx + 1]! : join(root, "dist");
+    const outDir = arg("--out") ?? join(root, "dist", ...(release === DEFAULT_XEN ? [] : [`xen-${release}`]));
     const pkg = (await Bun.file(join(root, "package.json")).json()) as { version: string };
     const epoch = process.env.SOURCE_DATE_EPOCH ? Number(process.env.SOURCE_DATE_EPOCH) : await lastCommitEpoch(root);
     const dist = join(root, "dist");
     const out = await buildDeb({
       version: process.env.DEB_VERSION ?? pkg.version,
       epoch,
-      firmwareDir: await xenFirmwareDir(join(root, ".cache")),
+      firmwareDir: await xenFirmwareDir(join(root, ".cache"), release),
       kernel: join(dist, "qemu-stubdom-linux-kernel"),
       rootfs: join(dist, "qemu-stubdom-linux-rootfs"),
       agent: join(dist, "stubdom-init"),

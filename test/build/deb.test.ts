@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { buildDeb, firmwareDirIn, PACKAGE, xenFirmwareDir, type DebInputs } from "../../agent/build/deb.ts";
 import { fetchPackages } from "../../agent/build/debian.ts";
+import { parseXenRelease } from "../../agent/build/xen-release.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const dist = join(root, "dist");
@@ -42,6 +43,14 @@ test("libxl's firmware directory is read from libxenlight's strings, never guess
   expect(() => firmwareDirIn(enc("/usr/lib/xen-4.17/bin\0"))).toThrow(/found 0/);
   expect(() => firmwareDirIn(enc("/usr/lib/xen-4.17/boot\0/usr/lib/xen-4.20/boot\0"))).toThrow(/found 2/);
 });
+
+test("each Xen release's firmware directory comes from its own libxenlight: Debian 12's 4.17, Debian 13's 4.20", async () => {
+  expect(await xenFirmwareDir(join(root, ".cache"), "4.17")).toBe("/usr/lib/xen-4.17/boot");
+  expect(await xenFirmwareDir(join(root, ".cache"), "4.20")).toBe("/usr/lib/xen-4.20/boot");
+  expect(parseXenRelease(undefined)).toBe("4.17");
+  expect(parseXenRelease("4.20")).toBe("4.20");
+  expect(() => parseXenRelease("4.19")).toThrow(/4\.19: expected one of 4\.17, 4\.20/);
+}, 300_000);
 
 describe("the package", () => {
   let deb: string;

@@ -7,6 +7,7 @@ param() { sed -n "s/.*\\be2e\\.$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
 ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
 pass() { echo "E2E PASS $*"; }
 fail() { echo "E2E FAIL $*"; }
+xen=$(cat /e2e/xen-release)
 kind=$(param kind); mode=$(param mode); mem=$(param mem); count=$(param count); debug=$(param debug); pause=$(param pause)
 # e2e.stubcmd=a+b=c (the multiboot module list is comma-separated): extra words for the stub
 # domain's kernel command line (stage 0 passes
@@ -41,8 +42,16 @@ ip link add xenbr0 type bridge && ip link set xenbr0 up && ip addr add 10.99.0.1
 printf '%s\n' "start 10.99.0.100" "end 10.99.0.120" "interface xenbr0" "lease_file /tmp/udhcpd.leases" \
   "option subnet 255.255.255.0" "option router 10.99.0.1" > /e2e/udhcpd.conf
 touch /tmp/udhcpd.leases && udhcpd /e2e/udhcpd.conf || fail dom0-dhcp
-# The guest's disk (test/xen/guest.ts): SYSLINUX, dom0's kernel, the guest's initramfs, a marker.
+# The guest's disk (test/xen/guest.ts): SYSLINUX, our kernel, the guest's initramfs, a marker.
 losetup /dev/loop0 /e2e/guest-disk.img || fail dom0-loop
+# libxl >= 4.20 can change a stub domain guest's CD-ROM (cdrom_change): the guest starts with
+# medium 1 in hdc; loop2 holds medium 2 for xl cd-insert. Block devices, so libxl takes them as
+# phy: and no hotplug script has to set up a loop device.
+cd_change=no
+case "$xen" in 4.17) ;; *) cd_change=yes ;; esac
+if [ $cd_change = yes ]; then
+  { losetup -r /dev/loop1 /e2e/cd-1.img && losetup -r /dev/loop2 /e2e/cd-2.img; } || fail dom0-loop "CD-ROM media"
+fi
 
 {
   echo "name=\"$guest\""
@@ -60,7 +69,8 @@ losetup /dev/loop0 /e2e/guest-disk.img || fail dom0-loop
   [ -n "$mem" ] && echo "stubdomain_memory=$mem"
   [ -n "$stubcmd" ] && echo "stubdomain_cmdline=\"$stubcmd\"" 
   echo "vif=[\"bridge=xenbr0,mac=$mac,model=e1000\"]"
-  echo 'disk=["phy:/dev/loop0,hda,w"]'
+  if [ $cd_change = yes ]; then echo 'disk=["phy:/dev/loop0,hda,w", "format=raw,vdev=hdc,access=ro,devtype=cdrom,target=/dev/loop1"]'
+  else echo 'disk=["phy:/dev/loop0,hda,w"]'; fi
   echo 'boot="c"'
   # The guest's ttyS0: QEMU's serial on the stub domain's hvc3, written to a file by dom0's QEMU.
   echo "serial=\"file:$serial\""
@@ -72,7 +82,7 @@ losetup /dev/loop0 /e2e/guest-disk.img || fail dom0-loop
   echo 'vnc=0'
   echo 'on_crash="destroy"'
 } > /e2e/guest.cfg
-echo "E2E INFO config kind=$kind stubdomain_memory=${mem:-default} images=$(grep -q stubdomain_kernel /e2e/guest.cfg && echo named || echo 'libxl firmware directory')"
+echo "E2E INFO config xen=$xen kind=$kind stubdomain_memory=${mem:-default} images=$(grep -q stubdomain_kernel /e2e/guest.cfg && echo named || echo 'libxl firmware directory')"
 
 # A Bun program with nothing Xen-specific in it (bun-stress.js), several times, 20 s each, in
 # dom0: a signal that kills it is the platform's doing, not the agent's.
@@ -105,6 +115,8 @@ if xl create /e2e/guest.cfg > /e2e/xl-create.log 2>&1; then
 else
   fail xl-create "$(tail -n 3 /e2e/xl-create.log | tr '\n' ' ')"
   created=0
+  # Every log dom0 has (the stub domain's console, dom0's QEMU for it, the probe, hotplug).
+  for f in /var/log/xen/*; do [ -s "$f" ] && tail -n 40 "$f" | sed "s#^#$(basename "$f")| #"; done
 fi
 echo "E2E TIME xl-create-ms $(( $(ms) - t0 ))"
 sed 's/^/XL| /' /e2e/xl-create.log
@@ -239,6 +251,45 @@ soak() {
   esac
 }
 if [ "$created" = 1 ] && [ "$mode" = soak ]; then soak; fi
+
+# The first line matching $2 among the stamped serial lines after line $1, within $3 s.
+line_after() {
+  n=0
+  while [ $n -lt $3 ]; do
+    l=$(tail -n +$(( $1 + 1 )) $stamped | grep -a -o -m 1 "E2E-GUEST $2.*" | tr -d '\r')
+    [ -n "$l" ] && { echo "$l"; return 0; }
+    n=$((n + 1)); sleep 1
+  done
+  return 1
+}
+# cdrom-change (libxl >= 4.20, docs/misc/stubdom.txt "CD-ROM changing"): xl cd-eject empties the
+# guest's drive, xl cd-insert puts medium 2 in; libxl re-attaches the stub domain's vbd and waits
+# for an fdset with the opaque stub-devid:<devid>, which our agent adds (agent/init/cdrom.ts),
+# before QEMU's blockdev-change-medium. The guest OS sees the drive empty, then reads medium 2.
+cdrom_change() {
+  want1=$(cat /e2e/cd-1-marker); want2=$(cat /e2e/cd-2-marker)
+  if ! l=$(guest_line "cd $want1" 120); then fail cdrom-change "the guest never read medium 1 ($want1); serial: $(serial_tail)"; return; fi
+  mark=$(wc -l < $stamped)
+  t=$(ms)
+  if ! timeout 120 xl cd-eject $guest hdc > /e2e/xl-cd.log 2>&1; then
+    fail cdrom-change "xl cd-eject exit $?: $(tail -n 3 /e2e/xl-cd.log | tr '\n' ' ')"; sed 's/^/XL-CD| /' /e2e/xl-cd.log; return
+  fi
+  te=$(( $(ms) - t ))
+  empty=$(line_after "$mark" "cd none" 60)
+  mark=$(wc -l < $stamped)
+  t=$(ms)
+  if ! timeout 120 xl cd-insert $guest hdc /dev/loop2 >> /e2e/xl-cd.log 2>&1; then
+    fail cdrom-change "xl cd-insert exit $?: $(tail -n 3 /e2e/xl-cd.log | tr '\n' ' ')"; sed 's/^/XL-CD| /' /e2e/xl-cd.log; return
+  fi
+  ti=$(( $(ms) - t ))
+  if l=$(line_after "$mark" "cd $want2" 90) && [ -n "$empty" ]; then
+    pass cdrom-change "xl cd-eject ${te} ms (the guest saw an empty drive), xl cd-insert ${ti} ms, the guest read medium 2: $l"
+  else
+    fail cdrom-change "after xl cd-eject (${te} ms) the guest saw: ${empty:-no empty drive}; after xl cd-insert (${ti} ms): ${l:-not medium 2}; serial: $(serial_tail)"
+  fi
+  sed 's/^/XL-CD| /' /e2e/xl-cd.log
+  grep -a "fdset\|cdrom\|CD-ROM\|medium" /var/log/xen/qemu-dm-$guest.log 2>/dev/null | tail -n 12 | sed 's/^/STUB| /'
+}
 
 # xl save, then xl restore (issue 18): libxl stops QEMU and has it write its device state into
 # the stub domain's console 1, which dom0's QEMU copies to /var/lib/xen/qemu-save.<domid>; on
@@ -419,7 +470,57 @@ restore_corrupt() {
   fi
   sed 's/^/XL-RESTORE-BAD| /' /e2e/xl-restore-bad.log
   sed 's/^/STATUS| /' /e2e/status-watch.log
+  restore_stalled
   rm -f /e2e/guest.save
+}
+# A save file whose QEMU state stops after its first 8 bytes (magic and version): its emulator
+# record (libxl_sr_stream_format.h: type 3, QEMU upstream, index 0) is cut short with libxl's
+# framing intact, so libxl streams it whole into the new stub domain's console 2 and QEMU waits
+# there for the rest, which never comes. xl restore must fail by libxl's stub domain start
+# timeout (30 s), our report must say before then that the state never arrived (restore-watch.ts),
+# and no domain may be left.
+restore_stalled() {
+  cut=$(BUN_BE_BUN=1 stubdom-init -e '
+    const fs = require("node:fs");
+    const f = "/e2e/guest.save", keep = 8;
+    const buf = fs.readFileSync(f);
+    const at = buf.lastIndexOf("QEV"), hdr = at - 16;
+    if (at < 16 || buf.readUInt32LE(hdr) !== 3 || buf.readUInt32LE(hdr + 8) !== 2 || buf.readUInt32LE(hdr + 12) !== 0) {
+      console.log(`no QEMU emulator record before ${at}`);
+      process.exit(0);
+    }
+    const len = buf.readUInt32LE(hdr + 4), next = hdr + 8 + Math.ceil(len / 8) * 8;
+    buf.write("QEVM", at);
+    buf.writeUInt32LE(8 + keep, hdr + 4);
+    const fd = fs.openSync(f, "r+");
+    fs.writeSync(fd, buf, hdr, 16 + keep, hdr);
+    fs.writeSync(fd, buf, next, buf.length - next, at + keep);
+    fs.ftruncateSync(fd, at + keep + buf.length - next);
+    fs.closeSync(fd);
+    console.log(`cut ${len - 8 - keep}`);' 2>&1)
+  case "$cut" in "cut "[0-9]*) echo "E2E INFO restore-stalled: QEMU's record $cut bytes shorter" ;;
+    *) fail restore-stalled "could not cut the save file: $cut"; return ;; esac
+  : > /e2e/status-watch.log
+  watch_status & watch_pid=$!
+  sleep 2
+  t=$(ms)
+  timeout 240 xl restore /e2e/guest.save > /e2e/xl-restore-stall.log 2>&1; rc=$?
+  dt=$(( $(ms) - t ))
+  sleep 2
+  pkill -f 'status --all --watch' 2>/dev/null; sleep 1; pkill -KILL -f 'status --all --watch' 2>/dev/null
+  kill $watch_pid 2>/dev/null
+  left=$(xl list | grep -c "$guest")
+  said="no guest state on /dev/hvc2 yet"
+  dom0_log=$(grep -c "$said" /var/log/xen/qemu-dm-$guest.log 2>/dev/null)
+  report=$(grep -c "$said" /e2e/status-watch.log)
+  if [ $rc != 0 ] && [ "$left" = 0 ] && [ "${dom0_log:-0}" -gt 0 ] && [ "$report" -gt 0 ]; then
+    pass restore-stalled "xl restore failed in $dt ms; '$said' in the health report and the dom0 log; no domain left"
+  else
+    fail restore-stalled "xl restore exit $rc after $dt ms; domains left: $left; in the dom0 log: ${dom0_log:-0}; in the health report: $report"
+  fi
+  echo "E2E TIME restore-stalled-ms $dt"
+  sed 's/^/XL-RESTORE-STALL| /' /e2e/xl-restore-stall.log
+  grep -a "restore" /e2e/status-watch.log | tail -n 5 | sed 's/^/STATUS| /'
 }
 if [ "$created" = 1 ] && [ "$mode" = saverestore ]; then save_restore; fi
 if [ "$created" = 1 ] && [ "$mode" = bunstress ]; then bun_stress guest-running; fi
@@ -459,6 +560,8 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
   esac
 
   guest_checks
+  # The shell baseline gives QEMU no fdset for a new medium (libxl would wait for it in vain).
+  [ $cd_change = yes ] && [ "$kind" = ours ] && cdrom_change
   sed 's/^/GUEST| /' $serial | grep -av "E2E-GUEST tick" | tr -d '\r'
   # The guest's DHCP requests: the bridge learning the guest's MAC on the stub domain's vif
   # proves frames went guest NIC -> QEMU -> tap -> netfront -> dom0.

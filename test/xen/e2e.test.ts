@@ -1,12 +1,14 @@
-// End to end on a real Xen 4.17 nested in QEMU TCG, driven by the real xl (issue 9).
-// Three boots: the baseline stub domain (test/bench/baseline), then ours (dist/, from make build)
-// with every check of REQUIRED.ours, then ours again through xl save and xl restore
-// (SAVE_RESTORE_REQUIRED). `make test` runs this file alone, after the others.
+// End to end on a real Xen nested in QEMU TCG, driven by the real xl (issue 9). Three boots on
+// Debian 12's Xen 4.17: the baseline stub domain (test/bench/baseline), then ours (dist/, from
+// make build) with every check of REQUIRED.ours, then ours again through xl save and xl restore
+// (SAVE_RESTORE_REQUIRED). Xen 4.20 (`make e2e-xen XEN=4.20`) is not in it yet: test/xen/README.md
+// says what stops it. `make test` runs this file alone, after the others.
 import { expect, test } from "vitest";
 import { join } from "node:path";
 import { E2E_CACHE } from "./dom0.ts";
 import { bootNestedXen, faultCounts, parseConsole } from "./harness.ts";
-import { REQUIRED, SAVE_RESTORE_REQUIRED, failures, imagesFor, memoryFromEnv } from "./run.ts";
+import { REQUIRED, SAVE_RESTORE_REQUIRED, failures, fullChecks, imagesFor, memoryFromEnv } from "./run.ts";
+import type { XenRelease } from "../../agent/build/xen-release.ts";
 import { failureSummary, recordFailure } from "./summary.ts";
 
 /** Read back by Makefile's `test` when the nested files fail: the reasons end CI's output. */
@@ -75,16 +77,16 @@ test("failure summary: the console around each FAIL line, every result line, the
 });
 
 /** One nested boot of `kind`, its console printed when a check failed, its times always. */
-async function nestedRun(kind: "ours" | "baseline", saveRestore = false) {
+async function nestedRun(kind: "ours" | "baseline", saveRestore = false, xen: XenRelease = "4.17") {
   const mem = memoryFromEnv();
-  const r = await bootNestedXen({ kind, ...(await imagesFor(kind)), stubMemory: mem, ...(saveRestore ? { mode: "saverestore" as const } : {}) });
-  const bad = failures(kind, r, saveRestore ? SAVE_RESTORE_REQUIRED : REQUIRED[kind]);
+  const r = await bootNestedXen({ kind, xen, ...(await imagesFor(kind)), stubMemory: mem, ...(saveRestore ? { mode: "saverestore" as const } : {}) });
+  const bad = failures(kind, r, saveRestore ? SAVE_RESTORE_REQUIRED : fullChecks(kind, xen));
   if (bad.length > 0) {
     process.stdout.write(`----- nested Xen serial console -----\n${r.log}\n----- end -----\n`);
-    recordFailure(SUMMARY, `nested Xen, ${kind}${saveRestore ? " save/restore" : ""}`, r.log, bad);
+    recordFailure(SUMMARY, `nested Xen ${xen}, ${kind}${saveRestore ? " save/restore" : ""}`, r.log, bad);
   }
   process.stdout.write(
-    `e2e-xen ${kind}: STUBDOM_MEMORY=${mem ?? "default"}; xl create -> running ${r.times["xl-create-ms"]} ms; ` +
+    `e2e-xen ${xen} ${kind}: STUBDOM_MEMORY=${mem ?? "default"}; xl create -> running ${r.times["xl-create-ms"]} ms; ` +
       `nested run ${r.wallMs} ms\n`,
   );
   return { r, bad };

@@ -6,6 +6,7 @@
 #   boot <kernel>     | disk <marker read from the disk's FAT>
 #   lease <ip> <router> | ping <router> ok|lost   | tick <n> (every second, for save/restore)
 #   poweroff button|signal (xl shutdown: the ACPI power button or Xen's PV control)
+#   cd <marker>|none  (the medium in the CD-ROM drive, whenever it changes: xl cd-insert/eject)
 /bin/busybox mkdir -p /proc /sys /dev /tmp /mnt /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -51,6 +52,18 @@ until udhcpc -i eth0 -s /bin/lease -n -q -t 5 -T 2 > /dev/null 2>&1; do
 done
 read -r ip router dns server < /tmp/lease
 say "lease $ip $router"
+
+# The CD-ROM drive's medium, read every 2 s (mounting it makes the kernel ask the drive), and
+# printed whenever it changes: "none" for an empty drive or none at all.
+( last=""; while true; do
+	m=none
+	if mount -t vfat -o ro /dev/sr0 /mnt 2>/dev/null; then
+		m=$(tr -cd 'A-Za-z0-9_.:-' < /mnt/marker.txt)
+		umount /mnt
+	fi
+	[ "$m" != "$last" ] && say "cd $m" && last=$m
+	sleep 2
+done ) &
 
 # A counter whose gaps show a pause (save, restore, migrate), and the router's reachability
 # whenever it changes.

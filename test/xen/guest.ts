@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Rootfs, writeCpioImage } from "../../agent/build/image.ts";
 import type { KernelBuild } from "../../agent/build/kernel.ts";
+import { run as runTool } from "../../agent/build/debian.ts";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 
 /** Built-in drivers the guest needs for what libxl's dm-argv gives it (modules.builtin names). */
-const GUEST_DRIVERS = ["ata_piix", "sd_mod", "e1000", "vfat", "nls_cp437", "nls_iso8859_1", "button", "evdev"];
+const GUEST_DRIVERS = ["ata_piix", "sd_mod", "sr_mod", "e1000", "vfat", "nls_cp437", "nls_iso8859_1", "button", "evdev"];
 
 /**
  * The guest's kernel command line. nopv: a plain HVM guest, no Xen PV features. As a PVHVM guest
@@ -30,11 +31,13 @@ export interface GuestDisk {
   marker: string;
 }
 
-async function run(argv: string[]): Promise<void> {
-  const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
-  const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new Error(`test guest disk: \`${argv.join(" ")}\` exited ${code}: ${err.trim()}`);
+/** A CD-ROM medium: FAT in 2048-byte sectors (a CD's), holding marker.txt. */
+export interface GuestCd {
+  image: string;
+  marker: string;
 }
+
+const run = (argv: string[]) => runTool(argv, "test guest disk").then(() => {});
 
 /** The files whose content decides the disk, for the dom0 image's cache key. */
 export const GUEST_INPUTS = [join(HERE, "guest.ts"), join(HERE, "guest-init.sh"), join(HERE, "../vm/guest/lease")];
@@ -67,6 +70,25 @@ export async function buildGuestDisk(opts: { out: string; kernel: KernelBuild; b
     await run([TOOLS.mcopy, "-i", image, ...["vmlinuz", "initrd", "syslinux.cfg", "marker.txt"].map((f) => join(work, f)), "::/"]);
     await Bun.write(opts.out, Bun.file(image));
     return { image: opts.out, marker };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The media of the cdrom-change check (Xen >= 4.20: `xl cd-eject`, `xl cd-insert`): FAT with a
+ * CD's 2048-byte sectors (Linux refuses a FAT whose sectors are smaller than the device's), so
+ * the guest mounts /dev/sr0 and reads marker.txt as it reads its disk's.
+ */
+export async function buildGuestCd(opts: { out: string; marker: string }): Promise<GuestCd> {
+  const work = await mkdtemp(join(opts.out, "..", "cd-"));
+  try {
+    await Bun.write(join(work, "marker.txt"), `${opts.marker}\n`);
+    const image = join(work, "cd.img");
+    await run([TOOLS.mkfs, "-C", "-S", "2048", "-n", "E2ECD", image, "1024"]);
+    await run([TOOLS.mcopy, "-i", image, join(work, "marker.txt"), "::/"]);
+    await Bun.write(opts.out, Bun.file(image));
+    return { image: opts.out, marker: opts.marker };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -1,4 +1,4 @@
-// Boots Xen 4.17 + a Debian dom0 nested in QEMU TCG and runs the dom0 test script against a
+// Boots Xen (Debian 12's 4.17 or Debian 13's 4.20) + a Debian dom0 nested in QEMU TCG and runs the dom0 test script against a
 // pair of stub domain images (vm-harness.md, "Real Xen nested in QEMU"). QEMU's exit status
 // means nothing (it is 0 after a panic or a triple fault), so the outcome is read from the
 // console only: "E2E ..." lines from dom0-test.sh, "E2E DONE" at the end, a scan for panics,
@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { E2E_CACHE, buildOuterImages, writeRunInitramfs } from "./dom0.ts";
 import { buildDeb, xenFirmwareDir } from "../../agent/build/deb.ts";
 import { debian13Qemu } from "./outer-qemu.ts";
+import type { XenRelease } from "../../agent/build/xen-release.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -17,6 +18,8 @@ export type ImageKind = "ours" | "baseline";
 
 export interface NestedXenOptions {
   kind: ImageKind;
+  /** The Xen release dom0 runs (dom0.ts); default 4.17. */
+  xen?: XenRelease;
   stubKernel: string;
   stubRootfs: string;
   /** `stubdomain_memory` in MiB; undefined = libxl's default (128 MiB + video RAM). */
@@ -172,7 +175,7 @@ async function packageForDom0(opts: NestedXenOptions, outDir: string): Promise<s
   return buildDeb({
     version,
     epoch: Math.floor(Date.now() / 1000),
-    firmwareDir: await xenFirmwareDir(join(root, ".cache")),
+    firmwareDir: await xenFirmwareDir(join(root, ".cache"), opts.xen),
     kernel: opts.stubKernel,
     rootfs: opts.stubRootfs,
     agent: opts.agent,
@@ -183,7 +186,7 @@ async function packageForDom0(opts: NestedXenOptions, outDir: string): Promise<s
 
 /** Runs one nested boot. Serialised with every other VM of the project through /tmp/vm.lock. */
 export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRun> {
-  const outer = await buildOuterImages();
+  const outer = await buildOuterImages({ xen: opts.xen });
   const runDir = join(E2E_CACHE, `run-${process.pid}-${Date.now()}`);
   await mkdir(runDir, { recursive: true });
   const initrd = join(runDir, "initrd.cpio");

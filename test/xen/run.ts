@@ -1,6 +1,6 @@
 // `make e2e-xen`: one nested-Xen end-to-end run against a pair of stub domain images.
 //
-//   bun test/xen/run.ts [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--save-restore] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
+//   bun test/xen/run.ts [--xen 4.17|4.20] [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--save-restore] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
@@ -10,6 +10,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildBaselineImages } from "../bench/baseline/image.ts";
+import { parseXenRelease, type XenRelease } from "../../agent/build/xen-release.ts";
 import { bootNestedXen, faultCounts, findMemoryFloor, outerAccel, outerQemu, outerCpu, outerSmp, xenCmdline, type ImageKind, type NestedXenRun } from "./harness.ts";
 
 // import.meta.dir is Bun's; Vitest's transform leaves only import.meta.url.
@@ -28,13 +29,22 @@ export const REQUIRED: Record<ImageKind, string[]> = {
 /** The checks of `--save-restore` (mode "saverestore"): xl save, then xl restore (issue 18). */
 export const SAVE_RESTORE_REQUIRED = [
   "deb-install", "xl-create", "save", "restore", "restore-qmp", "restore-status", "restore-continues", "restore-nic",
-  "migrate", "migrate-qmp", "migrate-status", "migrate-continues", "migrate-nic", "guest-shutdown", "restore-corrupt", "destroy-clean",
+  "migrate", "migrate-qmp", "migrate-status", "migrate-continues", "migrate-nic", "guest-shutdown", "restore-corrupt", "restore-stalled",
+  "destroy-clean",
 ];
 
-/** The checks each mode of the CLI must pass; the full run's are REQUIRED[kind]. */
-function requiredChecks(kind: ImageKind, mode: "full" | "relay" | "bunstress" | "soak" | "saverestore"): string[] {
+/** Checks only libxl >= 4.20 can run: `xl cd-eject`/`cd-insert` of a stub domain guest's CD-ROM. */
+export const XEN_4_20_REQUIRED = ["cdrom-change"];
+
+/** The full run's checks for an image on a Xen release. */
+export function fullChecks(kind: ImageKind, xen: XenRelease): string[] {
+  return kind === "ours" && xen !== "4.17" ? [...REQUIRED.ours, ...XEN_4_20_REQUIRED] : REQUIRED[kind];
+}
+
+/** The checks each mode of the CLI must pass; the full run's are fullChecks(kind, xen). */
+function requiredChecks(kind: ImageKind, xen: XenRelease, mode: "full" | "relay" | "bunstress" | "soak" | "saverestore"): string[] {
   switch (mode) {
-    case "full": return REQUIRED[kind];
+    case "full": return fullChecks(kind, xen);
     case "relay": return ["xl-create", "relay-clients", "relay-rss", "destroy-clean"];
     case "bunstress": return ["xl-create", "destroy-clean"];
     case "soak": return ["xl-create", "soak-relay", "soak-rss", "destroy-clean"];
@@ -81,13 +91,14 @@ async function main(argv: string[]): Promise<number> {
   const arg = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
   const kind = (arg("--images") ?? "ours") as ImageKind;
   if (kind !== "ours" && kind !== "baseline") throw new Error(`--images: expected ours or baseline, got ${kind}`);
+  const xen = parseXenRelease(arg("--xen"));
   const images = await imagesFor(kind);
   for (const f of [images.stubKernel, images.stubRootfs]) {
     if (!(await Bun.file(f).exists())) throw new Error(`${f} is missing (run make build)`);
   }
   const floorStart = arg("--floor");
   if (floorStart !== undefined) {
-    const r = await findMemoryFloor({ kind, ...images, start: Number(floorStart) });
+    const r = await findMemoryFloor({ kind, xen, ...images, start: Number(floorStart) });
     for (const p of r.probes) console.log(`floor probe ${kind} ${p.mib} MiB: ${p.ok ? "ok" : `FAIL ${p.detail}`}`);
     console.log(`memory floor ${kind}: ${r.floor ?? "none"} MiB`);
     return r.floor === undefined ? 1 : 0;
@@ -100,12 +111,12 @@ async function main(argv: string[]): Promise<number> {
   const relayClients = relay === undefined ? undefined : Number(relay);
   if (relayClients !== undefined && !(Number.isInteger(relayClients) && relayClients > 0)) throw new Error(`--relay ${relay}: expected a number of clients`);
   console.log(
-    `e2e-xen: images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"} outer ${outerQemu()} accel ${outerAccel()} cpu ${outerCpu()} smp ${outerSmp()}; Xen: ${xenCmdline()}` +
+    `e2e-xen: Xen ${xen} images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"} outer ${outerQemu()} accel ${outerAccel()} cpu ${outerCpu()} smp ${outerSmp()}; Xen: ${xenCmdline()}` +
       (relayClients ? `; ${relayClients} relay clients` : ""),
   );
   const mode = relayClients ? "relay" : soakSeconds ? "soak" : argv.includes("--bun-stress") ? "bunstress" : argv.includes("--save-restore") ? "saverestore" : "full";
   const r = await bootNestedXen({
-    kind, ...images, stubMemory: mem, mode,
+    kind, xen, ...images, stubMemory: mem, mode,
     ...(relayClients ? { relayClients, timeoutMs: 420_000 + relayClients * 30_000 } : {}),
     ...(mode === "bunstress" || mode === "saverestore" ? { timeoutMs: 900_000 } : {}),
     ...(soakSeconds ? { relayClients: soakSeconds, timeoutMs: 600_000 + soakSeconds * 1500 } : {}),
@@ -122,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
   const faults = faultCounts(r.log);
   console.log(`faults: dom0 ${faults.dom0}, stub domain ${faults.stub}; dom0 stress runs failed: ${faults.stress}`);
   for (const l of faults.lines) console.log(`  ${l.slice(0, 200)}`);
-  const bad = failures(kind, r, requiredChecks(kind, mode));
+  const bad = failures(kind, r, requiredChecks(kind, xen, mode));
   for (const b of bad) console.log(`FAILED ${b}`);
   return bad.length === 0 ? 0 : 1;
 }
