@@ -172,7 +172,7 @@ export async function buildOuterImages(opts: { xen?: XenRelease; progress?: (lin
   const applets = new TextDecoder().decode(await runTool([busybox, "--list"], "busybox --list")).split("\n");
   for (const a of applets) if (/^[\w.-]+$/.test(a) && a !== "busybox" && !placed.has(`/usr/bin/${a}`)) fs.symlink(`usr/bin/${a}`, "busybox");
   for (const t of XENSTORE_TOOLS) fs.symlink(`usr/bin/xenstore-${t}`, "xenstore");
-  // libxl 4.17 runs the QMP proxy from this fixed path.
+  // libxl runs the QMP proxy from /usr/bin (STUBDOM_QMP_PROXY_PATH, $bindir, in 4.17 and 4.20).
   fs.symlink("usr/bin/vchan-socket-proxy", `..${XEN.slice(4)}/bin/vchan-socket-proxy`);
   for (const t of trees(XEN)) {
     for (const p of sysroot.list(t)) {

@@ -124,7 +124,7 @@ test(
 );
 
 test(
-  "our stub domain: xl save, xl restore and xl migrate of a running guest OS (its counter goes on, its NIC answers), xl shutdown, a corrupt restore refused",
+  "our stub domain: xl save, xl restore and xl migrate of a running guest OS (its counter goes on, its NIC answers), xl shutdown, a corrupt and a stalled restore refused",
   async () => {
     const { r, bad } = await nestedRun("ours", true);
     expectClean("ours", r, bad, SAVE_RESTORE_REQUIRED);
