@@ -50,6 +50,8 @@ export function watchRestore(d: RestoreWatchDeps, stallAtMs = RESTORE_STALL_AT_M
           `domain started (query-status ${status ?? "unanswered"}); libxl gives up at ${LIBXL_STUBDOM_START_MS / 1000} s`;
         d.log.error(msg);
         d.health.error(msg);
+        // Now, not at the next heartbeat: libxl destroys this domain within 5 s of it.
+        d.health.flush();
       }
       await Bun.sleep(pollMs);
     }
