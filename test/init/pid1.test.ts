@@ -288,5 +288,9 @@ describe("restore: the guest's state on console 2", () => {
     // Reported once, not at every poll.
     expect(r.log.match(/restore: no guest state/g)?.length).toBe(1);
     expect(r.health.qemu_restored).toBeUndefined();
+    // Written at once: libxl destroys the domain within 5 s of it, before the next heartbeat.
+    const err = r.journal.indexOf("error");
+    expect(err, r.journal.join(" ")).toBeGreaterThanOrEqual(0);
+    expect(r.journal[err + 1], r.journal.join(" ")).toBe("flush");
   });
 });
