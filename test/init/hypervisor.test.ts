@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { expect, test } from "vitest";
 import { devHypervisor, devHypervisorKey, xenHypervisor } from "../../agent/init/hypervisor.ts";
@@ -21,13 +21,17 @@ test("Xen hypervisor calls the real libxendevicemodel, which fails cleanly witho
 
 test("virtio-serial ports are found by their sysfs name", () => {
   const dir = mkdtempSync(`${tmpdir()}/vports-`);
-  for (const [port, name] of [["vport1p1", "xenstore"], ["vport1p2", "qmp"], ["vport1p3", ""]]) {
-    mkdirSync(`${dir}/${port}`);
-    writeFileSync(`${dir}/${port}/name`, `${name}\n`);
+  try {
+    for (const [port, name] of [["vport1p1", "xenstore"], ["vport1p2", "qmp"], ["vport1p3", ""]]) {
+      mkdirSync(`${dir}/${port}`);
+      writeFileSync(`${dir}/${port}/name`, `${name}\n`);
+    }
+    expect(findVirtioPort("qmp", dir)).toBe("/dev/vport1p2");
+    expect(findVirtioPort("nope", dir)).toBeNull();
+    expect(findVirtioPort("qmp", `${dir}/absent`)).toBeNull();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  expect(findVirtioPort("qmp", dir)).toBe("/dev/vport1p2");
-  expect(findVirtioPort("nope", dir)).toBeNull();
-  expect(findVirtioPort("qmp", `${dir}/absent`)).toBeNull();
 });
 
 test("the vchan binding loads the real libxenvchan, whose server init fails cleanly without Xen", async () => {

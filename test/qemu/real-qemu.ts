@@ -3,7 +3,8 @@
 // in-memory relay client standing in for dom0's vchan.
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { afterAll } from "vitest";
 import { close, landlockAbi, listenUnixForChild } from "../../ffi/libc.ts";
 import { parseElf } from "../../agent/build/elf.ts";
 import { buildQemuArgv, FIRST_EXTRA_FD } from "../../agent/qemu/argv.ts";
@@ -18,10 +19,20 @@ let helper: string | undefined;
 function confineHelper(): string {
   if (helper && existsSync(helper)) return helper;
   const dir = mkdtempSync(`${tmpdir()}/confine-helper-`);
-  compileStage0(join(dir, "init"));
-  symlinkSync(join(dir, "init"), join(dir, "stubdom-confine"));
+  try {
+    compileStage0(join(dir, "init"));
+    symlinkSync(join(dir, "init"), join(dir, "stubdom-confine"));
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return (helper = join(dir, "stubdom-confine"));
 }
+// Each test file loads this module afresh, so this hook removes that file's helper (registered
+// before the file's own hooks, it runs after them: QEMU is stopped by then).
+afterAll(() => {
+  if (helper) rmSync(dirname(helper), { recursive: true, force: true });
+});
 
 /**
  * QEMU started as the supervisor starts it: through stubdom-confine, with the policy the agent

@@ -1,7 +1,7 @@
 // The demo guest on its own, booted by the host's QEMU on a tap in a throwaway namespace with a
 // DHCP server (busybox udhcpd, the reference) and an IDE disk as libxl's dm-argv gives it: if
 // this fails, the stub domain tests cannot tell a broken guest from a broken redirect or disk.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -59,6 +59,7 @@ afterAll(async () => {
   if (dhcpd) await reap(dhcpd, 5000);
   ns?.destroy();
   await lock?.release();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("prints its disk's first line, takes the DHCP lease on its e1000 and pings the router, which can ping it back", async () => {

@@ -1,7 +1,7 @@
 // The FFI binding to Debian's libxenstore against the wire server (a separate process): the
 // same contract as the in-memory fake, which is how the fake is checked against the real
 // client library, plus what only the binding can get wrong.
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -57,16 +57,20 @@ describe("FfiXenStore specifics", () => {
 
   it("loads the library lazily and names the file and the reason when it cannot", async () => {
     const dir = mkdtempSync(join(tmpdir(), "xs-nolib-"));
-    writeFileSync(join(dir, "libxenstore.so.4"), "not an ELF file");
-    const code = `
-      const mod = await import(${JSON.stringify(`${ROOT}ffi/xenstore.ts`)});
-      console.log("imported");
-      try { mod.openXenStore({ path: "/nonexistent" }); } catch (e) { console.log(e.message); }
-    `;
-    // The dynamic loader looks in LD_LIBRARY_PATH first, so the broken copy shadows the real one.
-    const p = Bun.spawn([BUN, "-e", code], { stdout: "pipe", env: { ...process.env, LD_LIBRARY_PATH: dir } });
-    const out = await new Response(p.stdout).text();
-    expect(out).toMatch(/^imported\ncannot load libxenstore\.so\.4: .*libxenstore\.so\.4.*\(Debian package libxenstore4\)\n$/);
+    try {
+      writeFileSync(join(dir, "libxenstore.so.4"), "not an ELF file");
+      const code = `
+        const mod = await import(${JSON.stringify(`${ROOT}ffi/xenstore.ts`)});
+        console.log("imported");
+        try { mod.openXenStore({ path: "/nonexistent" }); } catch (e) { console.log(e.message); }
+      `;
+      // The dynamic loader looks in LD_LIBRARY_PATH first, so the broken copy shadows the real one.
+      const p = Bun.spawn([BUN, "-e", code], { stdout: "pipe", env: { ...process.env, LD_LIBRARY_PATH: dir } });
+      const out = await new Response(p.stdout).text();
+      expect(out).toMatch(/^imported\ncannot load libxenstore\.so\.4: .*libxenstore\.so\.4.*\(Debian package libxenstore4\)\n$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("does not spin while a watch waits: the pump sleeps in the event loop's poller", async () => {
