@@ -74,6 +74,16 @@ export const SOURCE_EDITS: ReadonlyArray<{ file: string; find: string; replace: 
       "\t\ttty->termios.c_cflag |= CS8;\n" +
       "\t}\n\treturn rc;\n",
   },
+  {
+    // At the end of boot Linux waits up to 30 s for every frontend to connect, consoles included
+    // (non-essential ones too). dom0's QEMU 8.2 or later (Xen 4.20 on Debian 13) never creates a
+    // stub domain's console 2 on a plain create (libxl gives it no output, and QEMU then wants a
+    // `-serial` number 2), so the wait took all of libxl's 30 s stub domain start. Disks and
+    // NICs are still waited for; consoles are used only after the agent has started.
+    file: "drivers/xen/xenbus/xenbus_probe_frontend.c",
+    find: "\twhile (exists_non_essential_connecting_device(drv))\n\t\tif (wait_loop(start, 30, &seconds_waited))\n\t\t\tbreak;\n",
+    replace: "\t/* xen-stubdom-init: no wait for non-essential devices (consoles, keyboards, framebuffers) */\n",
+  },
 ];
 
 /** `text` with the edit made; unchanged when it is made already; an error when neither is there. */
