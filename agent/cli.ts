@@ -18,6 +18,11 @@ export const commands: Record<string, Command> = {
     usage: "exporter --listen ADDR:PORT",
     load: () => import("./health/exporter.ts"),
   },
+  console0: {
+    summary: "drain stub domains' console 0 where dom0's QEMU 8.2+ does not (dom0 side, Xen 4.20 on Debian 13)",
+    usage: "console0 [--once]",
+    load: () => import("./console0/cli.ts"),
+  },
   config: {
     summary: "read and validate a stub domain's configuration from xenstore",
     usage: "config --domid S [--json]",

@@ -104,6 +104,22 @@ License: GPL-2
  the file /usr/share/common-licenses/GPL-2.
 `;
 
+/** dom0's `stubdom-init console0` (agent/console0/connect.ts) as a service. */
+export const CONSOLE0_UNIT = "stubdom-console0.service";
+const CONSOLE0_SERVICE = `[Unit]
+Description=Drain Xen stub domains' console 0 where dom0's QEMU 8.2+ does not
+Documentation=man:stubdom-init(8)
+After=xenstored.service
+Requires=xenstored.service
+
+[Service]
+ExecStart=/usr/bin/stubdom-init console0
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+`;
+
 const LINTIAN_OVERRIDES = `# bun build --compile appends the program to Bun's runtime (ELF section .bun); strip(1)
 # drops it, and the stripped binary runs as a plain bun.
 ${PACKAGE}: unstripped-binary-or-object [usr/bin/stubdom-init]
@@ -136,6 +152,9 @@ export async function buildDeb(i: DebInputs): Promise<string> {
     // Two errors lintian is right about and we cannot change, said where lintian reads them.
     await mkdir(join(stage, "usr/share/lintian/overrides"), { recursive: true });
     await writeFile(join(stage, "usr/share/lintian/overrides", PACKAGE), LINTIAN_OVERRIDES);
+    // Not enabled on install: dom0s whose QEMU drains console 0 (Debian 12's 7.2) need no service.
+    await mkdir(join(stage, "usr/lib/systemd/system"), { recursive: true });
+    await writeFile(join(stage, "usr/lib/systemd/system", CONSOLE0_UNIT), CONSOLE0_SERVICE);
     await mkdir(join(stage, "usr/share/man/man8"), { recursive: true });
     await gzipTo(new Uint8Array(await Bun.file(i.manpage).arrayBuffer()), join(stage, "usr/share/man/man8/stubdom-init.8.gz"));
 
@@ -170,7 +189,9 @@ export async function buildDeb(i: DebInputs): Promise<string> {
       " init supervises QEMU, joins each PV NIC to QEMU's tap in the kernel and",
       " reports health into xenstore.",
       " .",
-      " stubdom-init in dom0 reads those reports (status, Prometheus metrics).",
+      " stubdom-init in dom0 reads those reports (status, Prometheus metrics). With",
+      " a dom0 QEMU of 8.2 or later (Debian 13), enable stubdom-console0.service:",
+      " that QEMU never drains a stub domain's console 0 by itself.",
       "",
     ].join("\n");
     await writeFile(join(stage, "DEBIAN/control"), control);

@@ -7,7 +7,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { buildDeb, firmwareDirIn, PACKAGE, xenFirmwareDir, type DebInputs } from "../../agent/build/deb.ts";
+import { buildDeb, firmwareDirIn, CONSOLE0_UNIT, PACKAGE, xenFirmwareDir, type DebInputs } from "../../agent/build/deb.ts";
 import { fetchPackages } from "../../agent/build/debian.ts";
 import { parseXenRelease } from "../../agent/build/xen-release.ts";
 
@@ -77,6 +77,7 @@ describe("the package", () => {
       `-rw-r--r-- root/root .*\\./usr/share/doc/${PACKAGE}/copyright`,
       `-rw-r--r-- root/root .*\\./usr/share/doc/${PACKAGE}/changelog.gz`,
       `-rw-r--r-- root/root .*\\./usr/share/lintian/overrides/${PACKAGE}`,
+      `-rw-r--r-- root/root .*\\./usr/lib/systemd/system/${CONSOLE0_UNIT}`,
     ]) expect(list).toMatch(new RegExp(f));
     // Every entry's time is SOURCE_DATE_EPOCH (dpkg-deb -c prints it in local time, UTC here).
     const stamp = new Date(inputs.epoch * 1000).toISOString().slice(0, 16).replace("T", " ");
