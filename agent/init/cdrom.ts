@@ -18,6 +18,13 @@
 // the vbd stops being a connected CD-ROM while our fdset still holds it (a plain
 // block-detach, where libxl removes nothing), the fdset is removed here, since an open fd
 // would keep blkfront from closing the device.
+//
+// `xl cd-eject` attaches libxl's empty placeholder (params: a 0-byte
+// /var/run/xen/empty-cdrom.<domid>, served by dom0's QEMU as qdisk; its vbd never connects) and
+// then waits for that opaque all the same, until "cdrom insertion timed out" (seen on nested
+// Xen 4.20). So a placeholder gets
+// an fdset holding /dev/null: libxl sends no medium change for an empty drive, and removes the
+// fdset itself at the next cd-insert.
 import type { Logger } from "../log.ts";
 import { XenStoreError, type XenStore } from "../xenstore/types.ts";
 import type { AgentEvent, Listeners } from "./events.ts";
@@ -102,7 +109,21 @@ export interface CdromDeps {
 export type VbdView =
   | { kind: "gone" }
   | { kind: "invalid"; key: string; reason: string }
-  | { kind: "present"; state: number; cdrom: boolean };
+  /** empty: libxl's placeholder for an ejected CD-ROM (isPlaceholder). */
+  | { kind: "present"; state: number; cdrom: boolean; empty?: boolean };
+
+/**
+ * Whether a CD-ROM vbd's backend `params` is an empty drive: libxl >= 4.20's placeholder
+ * (LIBXL_STUBDOM_EMPTY_CDROM ".<domid>") or nothing. A qdisk backend's params carry the
+ * format first (libxl__device_disk_string_of_format: "aio:" for an empty drive); phy's do not.
+ */
+export const isPlaceholder = (params: string): boolean => {
+  const path = params.replace(/^(aio|qcow|qcow2|vhd|qed):/, "");
+  return path === "" || /(^|\/)empty-cdrom\.(0|[1-9][0-9]{0,4})$/.test(path);
+};
+/** What a placeholder's fdset holds: nothing QEMU will read (libxl changes no medium for it). */
+export const PLACEHOLDER_FILE = "/dev/null";
+const PLACEHOLDER = "placeholder";
 
 /** Whether QEMU should hold an fdset for this vbd (given what the node is, see decide). */
 export const wantsFdset = (v: VbdView): boolean => v.kind === "present" && v.cdrom && v.state === XENBUS.connected;
@@ -190,6 +211,8 @@ export class CdromFdsets {
     const view = this.view(devid);
     if (view.kind === "invalid") return this.problem(`cdrom: ${view.key}: ${view.reason}; ignored`);
     if (view.kind === "gone") this.boot.delete(devid);
+    // Until it closes (libxl detaches it at the next cd-insert, and removes its fdset first).
+    if (view.kind === "present" && view.cdrom && view.empty && view.state <= XENBUS.connected) return this.placeholder(devid);
     const want = wantsFdset(view);
     const path = this.nodePath(devid);
     // blkfront says Connected just before it adds the disk: the node may follow a moment later.
@@ -199,6 +222,18 @@ export class CdromFdsets {
     const step = decide(want, node, this.boot.get(devid), ours?.node);
     if ((step === "release" || step === "replace") && ours) await this.release(devid, ours);
     if ((step === "add" || step === "replace") && node !== null) await this.add(devid, path, node);
+  }
+
+  /** libxl's empty placeholder: an fdset of /dev/null, once per attach (libxl removes it). */
+  private async placeholder(devid: number): Promise<void> {
+    const ours = this.ours.get(devid);
+    const qmp = this.deps.qmp();
+    if (ours?.node === PLACEHOLDER && qmp) {
+      const sets = await qmp.execute("query-fdsets", undefined, this.qmpTimeoutMs);
+      if (holdsOpaque(sets, ours.fdset, stubDevidOpaque(devid))) return;
+      this.ours.delete(devid);
+    } else if (ours) await this.release(devid, ours);
+    await this.add(devid, PLACEHOLDER_FILE, PLACEHOLDER);
   }
 
   private enqueue(fn: () => Promise<void>): void {
@@ -219,7 +254,13 @@ export class CdromFdsets {
     const type = this.readText(`${dir}/device-type`, 16);
     if (type === null) return { kind: "present", state: Number(state), cdrom: false };
     if (typeof type !== "string") return type;
-    return { kind: "present", state: Number(state), cdrom: type === "cdrom" };
+    if (type !== "cdrom") return { kind: "present", state: Number(state), cdrom: false };
+    // The backend (dom0's, readable by this domain) says what is in the drive.
+    const backend = this.readText(`${dir}/backend`, 256);
+    if (backend !== null && typeof backend !== "string") return backend;
+    const params = backend ? this.readText(`${backend}/params`, 1024) : null;
+    if (params !== null && typeof params !== "string") return params;
+    return { kind: "present", state: Number(state), cdrom: true, ...(params !== null && isPlaceholder(params) ? { empty: true } : {}) };
   }
 
   /** A short untrusted value: the text, null when absent, or why it is unusable. */
@@ -251,7 +292,8 @@ export class CdromFdsets {
     const fdset = (reply as { "fdset-id"?: unknown } | null)?.["fdset-id"];
     if (!Number.isSafeInteger(fdset) || (fdset as number) < 0) throw new Error(`add-fd for vbd ${devid}: QEMU answered without an fdset-id`);
     this.ours.set(devid, { node, fdset: fdset as number });
-    log.info(`cdrom: add-fd ${path} (vbd ${devid}, read-only) as fdset ${fdset}, opaque ${stubDevidOpaque(devid)}`);
+    const what = node === PLACEHOLDER ? ", libxl's empty placeholder (xl cd-eject)" : "";
+    log.info(`cdrom: add-fd ${path} (vbd ${devid}${what}, read-only) as fdset ${fdset}, opaque ${stubDevidOpaque(devid)}`);
   }
 
   /** Removes our fdset unless libxl already did (it does, before detaching, for cd-insert). */

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
-import { CdromFdsets, decide, holdsOpaque, vbdDiskName, wantsFdset, type BlockDevices, type CdromQmp } from "../../agent/init/cdrom.ts";
+import { CdromFdsets, decide, holdsOpaque, isPlaceholder, vbdDiskName, wantsFdset, type BlockDevices, type CdromQmp } from "../../agent/init/cdrom.ts";
 import { devNodes } from "../../agent/init/cdrom-devices.ts";
 import { createLogger } from "../../agent/log.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
@@ -153,7 +153,18 @@ function rig(opts: { qmp?: boolean; nodeMissing?: boolean; bootCdrom?: number; l
     dom0.rm(`${VBD}/${devid}`);
     await step();
   };
-  return { dom0, stub, cd, calls, fdsets, closed, lines, reports, attach, detach, settle };
+  /** xl cd-eject's empty placeholder: libxl's frontend write, its backend's params; it never connects. */
+  const attachPlaceholder = async (devid: number) => {
+    const be = `/local/domain/0/backend/qdisk/${STUB}/${devid}`;
+    dom0.write(`${be}/params`, "aio:/var/run/xen/empty-cdrom.1");
+    const tx = dom0.transactionStart();
+    for (const [k, v] of Object.entries({ backend: be, state: "1", "virtual-device": String(devid), "device-type": "cdrom" })) {
+      dom0.write(`${VBD}/${devid}/${k}`, v, tx);
+    }
+    dom0.transactionEnd(tx, false);
+    await step();
+  };
+  return { dom0, stub, cd, calls, fdsets, closed, lines, reports, attach, attachPlaceholder, detach, settle };
 }
 
 describe("CdromFdsets against the in-memory xenstore", () => {
@@ -184,6 +195,52 @@ describe("CdromFdsets against the in-memory xenstore", () => {
     expect(r.calls.at(-1)).toEqual({ command: "add-fd", args: { opaque: "stub-devid:5632" }, fds: [42] });
     expect(r.closed).toEqual([41, 42]);
     expect(r.fdsets.map((s) => s["fdset-id"])).toEqual([1]);
+  });
+
+  test("xl cd-eject: libxl's empty placeholder gets one fdset of /dev/null; cd-insert removes it and the medium gets its own", async () => {
+    const r = rig();
+    await r.attach(5632);
+    await r.detach(5632, true); // cd-eject: libxl removes our fdset and detaches the medium
+    r.calls.length = 0;
+    await r.attachPlaceholder(5632);
+    // Watch events for the same placeholder (its state, libxl's other writes) add nothing more.
+    r.dom0.write(`${VBD}/5632/state`, "1");
+    await r.settle();
+    // Each event looks again (query-fdsets); only the first adds.
+    expect(r.calls.filter((c) => c.command === "add-fd")).toEqual([{ command: "add-fd", args: { opaque: "stub-devid:5632" }, fds: [42] }]);
+    expect(new Set(r.calls.map((c) => c.command))).toEqual(new Set(["add-fd", "query-fdsets"]));
+    expect(r.lines.join("")).toMatch(/cdrom: add-fd \/dev\/null \(vbd 5632, libxl's empty placeholder \(xl cd-eject\), read-only\) as fdset 1, opaque stub-devid:5632/);
+    // cd-insert: libxl removes the placeholder's fdset itself, detaches it, attaches the medium.
+    await r.detach(5632, true);
+    await r.attach(5632);
+    expect(r.fdsets).toEqual([{ "fdset-id": 2, fds: [{ fd: 102, opaque: "stub-devid:5632", node: "inode2" }] }]);
+    expect(r.closed).toEqual([41, 42, 43]);
+    expect(r.reports).toEqual([]);
+  });
+
+  test("a placeholder whose fdset libxl removed while events were pending gets a new one", async () => {
+    const r = rig();
+    await r.attachPlaceholder(5632);
+    r.fdsets.splice(0); // libxl's remove-fd, the detach and re-attach not yet seen
+    r.dom0.write(`${VBD}/5632/state`, "1");
+    await r.settle();
+    expect(r.calls.filter((c) => c.command === "add-fd")).toHaveLength(2);
+    r.dom0.write(`${VBD}/5632/state`, "1"); // a later look keeps it
+    await r.settle();
+    expect(r.calls.filter((c) => c.command === "add-fd")).toHaveLength(2);
+    expect(r.fdsets.map((s) => s["fdset-id"])).toEqual([1]);
+  });
+
+  test("the placeholder is told by its backend's params, libxl's empty-cdrom.<domid> or nothing", () => {
+    expect(isPlaceholder("/var/run/xen/empty-cdrom.1")).toBe(true);
+    expect(isPlaceholder("aio:/var/run/xen/empty-cdrom.1")).toBe(true); // qdisk, as on Xen 4.20
+    expect(isPlaceholder("aio:")).toBe(true);
+    expect(isPlaceholder("aio:/dev/loop2")).toBe(false);
+    expect(isPlaceholder("/run/xen/empty-cdrom.32752")).toBe(true);
+    expect(isPlaceholder("/dev/loop2")).toBe(false);
+    expect(isPlaceholder("/srv/empty-cdrom.iso")).toBe(false);
+    expect(isPlaceholder("/var/run/xen/empty-cdrom.01")).toBe(false);
+    expect(isPlaceholder("")).toBe(true);
   });
 
   test("a plain block-detach (libxl removes nothing): our stale fdset is removed once", async () => {
