@@ -21,7 +21,7 @@ const root = join(HERE, "../..");
 export const REQUIRED: Record<ImageKind, string[]> = {
   baseline: ["xl-create", "qmp-vchan", "guest-boot", "guest-disk", "guest-lease", "guest-ping", "nic-frames", "destroy-clean"],
   ours: [
-    "deb-install", "xl-create", "status-running", "confined", "qmp-vchan", "guest-boot", "guest-disk", "guest-lease", "guest-ping",
+    "deb-install", "xl-create", "status-running", "console0", "confined", "qmp-vchan", "guest-boot", "guest-disk", "guest-lease", "guest-ping",
     "nic-frames", "crash-destroy", "status-crash", "destroy-clean",
   ],
 };
