@@ -16,6 +16,7 @@
 // (its legacy backend ignores frontend states), so the write changes nothing there: on nested
 // Xen 4.17 every check passes with this running. A console xenconsoled serves is left alone.
 import { XenStoreError, type XenStore } from "../xenstore/types.ts";
+import { readString } from "../xenstore/util.ts";
 
 export const BACKEND_ROOT = "/local/domain/0/backend/console";
 const INIT_WAIT = "2";
@@ -31,24 +32,18 @@ export interface Console0Action {
   connected: boolean;
 }
 
-const text = (b: Uint8Array) => new TextDecoder().decode(b);
-
-function readOr(xs: Pick<XenStore, "read">, path: string): string | undefined {
-  try {
-    return text(xs.read(path));
-  } catch (e) {
-    if (e instanceof XenStoreError && e.errno === "ENOENT") return undefined;
-    throw e;
-  }
-}
+/** A backend's state or a console's type: a few bytes; a path: at most this many. */
+const SHORT = 16;
+const PATH = 256;
 
 /**
  * One pass over dom0's console backends: each console 0 in InitWait whose frontend is the
  * domain's primary console, of type ioemu, gets `state = 4` written into its frontend (once:
- * a frontend that says Connected already is skipped). The
- * paths are checked, not followed: the frontend must be /local/domain/<domid>/console.
+ * a frontend that says Connected already is skipped). The paths are checked, not followed:
+ * the frontend must be /local/domain/<domid>/console. Values are read bounded (util.ts); one
+ * that is too long or not text is reported for its domain, and the pass goes on.
  */
-export function connectUndrained(xs: Pick<XenStore, "read" | "write" | "directory">, root = BACKEND_ROOT): Console0Action[] {
+export function connectUndrained(xs: XenStore, root = BACKEND_ROOT): Console0Action[] {
   let ids: string[];
   try {
     ids = xs.directory(root);
@@ -62,14 +57,14 @@ export function connectUndrained(xs: Pick<XenStore, "read" | "write" | "director
     const domid = Number(id);
     const be = `${root}/${id}/0`;
     try {
-      if (readOr(xs, `${be}/state`) !== INIT_WAIT) continue;
+      if (readString(xs, `${be}/state`, SHORT) !== INIT_WAIT) continue;
       const fe = `/local/domain/${domid}/console`;
-      const named = readOr(xs, `${be}/frontend`);
+      const named = readString(xs, `${be}/frontend`, PATH);
       if (named !== undefined && named !== fe) {
         out.push({ domid, connected: false, line: `domain ${domid}: backend ${be} names frontend ${JSON.stringify(named.slice(0, 80))}, not ${fe}; left alone` });
         continue;
       }
-      if (readOr(xs, `${fe}/type`) !== "ioemu" || readOr(xs, `${fe}/state`) === CONNECTED) continue;
+      if (readString(xs, `${fe}/type`, SHORT) !== "ioemu" || readString(xs, `${fe}/state`, SHORT) === CONNECTED) continue;
       xs.write(`${fe}/state`, CONNECTED);
       out.push({ domid, connected: true, line: `domain ${domid}: console 0's backend is in InitWait: wrote ${fe}/state = 4 (Connected), so that dom0's QEMU drains it` });
     } catch (e) {

@@ -22,9 +22,8 @@
 // `xl cd-eject` attaches libxl's empty placeholder (params: a 0-byte
 // /var/run/xen/empty-cdrom.<domid>, served by dom0's QEMU as qdisk; its vbd never connects) and
 // then waits for that opaque all the same, until "cdrom insertion timed out" (seen on nested
-// Xen 4.20). So a placeholder gets
-// an fdset holding /dev/null: libxl sends no medium change for an empty drive, and removes the
-// fdset itself at the next cd-insert.
+// Xen 4.20). So a placeholder gets an fdset holding /dev/null: libxl sends no medium change for
+// an empty drive, and removes the fdset itself at the next cd-insert.
 import type { Logger } from "../log.ts";
 import { XenStoreError, type XenStore } from "../xenstore/types.ts";
 import type { AgentEvent, Listeners } from "./events.ts";

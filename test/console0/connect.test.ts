@@ -60,6 +60,14 @@ describe("one pass", () => {
     expect(connectUndrained(xs)).toEqual([]);
   });
 
+  it("a value too long to be a console type is reported for its domain, and nothing is written", () => {
+    const xs = new MemoryXenStore();
+    layOut(xs, "2");
+    xs.write(`${FE}/type`, "ioemu".repeat(10));
+    expect(connectUndrained(xs)).toEqual([{ domid: STUB, connected: false, line: expect.stringMatching(/^domain 7: .*E2BIG.*50 bytes, limit 16/) }]);
+    expect(() => xs.read(`${FE}/state`)).toThrow(/ENOENT/);
+  });
+
   it("no console backends at all, and entries that are not domain ids, are nothing to do", () => {
     const xs = new MemoryXenStore();
     expect(connectUndrained(xs)).toEqual([]);
