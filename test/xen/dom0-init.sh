@@ -24,6 +24,6 @@ xenstored --pid-file=/var/run/xenstored.pid
 xen-init-dom0
 xenconsoled --log=all --log-dir=/var/log/xen
 sh /e2e/test.sh
-echo "E2E DONE"
+echo "E2E DONE $(cat /e2e/results 2>/dev/null | wc -l)"
 sync
 poweroff -f

@@ -23,7 +23,7 @@ test("console parser: results, times, CRLF from the Xen console, relayed stub pa
     "STUB| [    2.07] Kernel panic - not syncing: System is deadlocked on memory",
     "E2E FAIL nic-frames no 00:16:3e:e2:e0:01 on xenbr0\r\r",
     "E2E PASS qmp-vchan VM status: running\r(d1) pci dev 02:0 bar 14",
-    "E2E DONE\r\r",
+    "E2E DONE 3\r\r",
   ].join("\n");
   const r = parseConsole(log);
   expect(r.results).toEqual([
@@ -37,6 +37,9 @@ test("console parser: results, times, CRLF from the Xen console, relayed stub pa
 
   expect(parseConsole("E2E PASS xl-create\n").abnormal).toBe("dom0 never printed E2E DONE");
   expect(parseConsole("[ 3.9] Kernel panic - not syncing: VFS\nE2E DONE\n").abnormal).toMatch(/Kernel panic/);
+  // dom0 counted 3 results, the console shows 2: a result line was lost on the way.
+  expect(parseConsole("E2E PASS xl-create\nE2E PASS destroy-clean\nE2E DONE 3\n").abnormal).toBe("dom0 printed 3 result lines, the console shows 2");
+  expect(parseConsole("E2E PASS xl-create\nE2E DONE 1\n").abnormal).toBeUndefined();
 });
 
 test("fault counts: kernel fault lines, a shell's and Bun's crash reports, of dom0 and (relayed) of the stub domain; failed dom0 stress runs", () => {
@@ -74,6 +77,15 @@ test("failure summary: the console around each FAIL line, every result line, the
   expect(out).toContain("  after 19");
   expect(out).not.toContain("  after 20");
   expect(out.filter((l) => l === "  E2E PASS save 1 bytes")).toHaveLength(2);
+});
+
+test("failure summary of a run that never finished: the console's last 40 lines say where it stopped", () => {
+  const log = ["E2E PASS xl-create", ...Array.from({ length: 50 }, (_, i) => `line ${i}`)].join("\n");
+  const out = failureSummary("nested Xen, ours", log, ["run: dom0 never printed E2E DONE"]).split("\n");
+  expect(out).toContain("  line 49");
+  expect(out).toContain("  line 10");
+  expect(out).not.toContain("  line 9");
+  expect(failureSummary("t", `${log}\nE2E DONE`, ["x: no result line"])).not.toContain("line 49");
 });
 
 /** One nested boot of `kind`, its console printed when a check failed, its times always. */

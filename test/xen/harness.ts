@@ -3,7 +3,7 @@
 // means nothing (it is 0 after a panic or a triple fault), so the outcome is read from the
 // console only: "E2E ..." lines from dom0-test.sh, "E2E DONE" at the end, a scan for panics,
 // and a deadline.
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { E2E_CACHE, buildOuterImages, writeRunInitramfs } from "./dom0.ts";
@@ -120,13 +120,14 @@ export function parseConsole(log: string): Pick<NestedXenRun, "results" | "times
   const times: Record<string, number> = {};
   const info: string[] = [];
   let done = false;
+  let counted: number | undefined;
   // A bare CR also ends a line: Xen's console writes "\r\r\n", and output of another domain may
   // follow a CR on the same line (a regex "." never matches a CR).
   for (const line of log.split(/[\r\n]+/)) {
     const m = /^E2E (PASS|FAIL|TIME|INFO|DONE)\b ?(\S*) ?(.*)$/.exec(line);
     if (!m) continue;
     const [, kind, name = "", rest = ""] = m;
-    if (kind === "DONE") done = true;
+    if (kind === "DONE") [done, counted] = [true, /^\d+$/.test(name) ? Number(name) : undefined];
     else if (kind === "TIME") times[name] = Number(rest);
     else if (kind === "INFO") info.push(`${name} ${rest}`.trim());
     else results.push({ status: kind as "PASS" | "FAIL", check: name, detail: rest });
@@ -135,7 +136,9 @@ export function parseConsole(log: string): Pick<NestedXenRun, "results" | "times
   // the checks, not signs of a broken harness: a stub domain may panic in a memory probe.
   const own = log.split("\n").filter((l) => !/^[A-Z]+\| /.test(l)).join("\n");
   const panic = PANICS.find((re) => re.test(own));
-  const abnormal = panic ? `console shows ${panic.source.replace(/\\/g, "")}` : done ? undefined : "dom0 never printed E2E DONE";
+  // dom0 counts the results it printed: fewer on the console means the console lost lines.
+  const lost = counted !== undefined && counted !== results.length ? `dom0 printed ${counted} result lines, the console shows ${results.length}` : undefined;
+  const abnormal = panic ? `console shows ${panic.source.replace(/\\/g, "")}` : !done ? "dom0 never printed E2E DONE" : lost;
   return { results, times, info, done, abnormal };
 }
 
@@ -184,12 +187,48 @@ async function packageForDom0(opts: NestedXenOptions, outDir: string): Promise<s
   });
 }
 
+/**
+ * Calls `onText` with what is appended to `path` (polled every 250 ms) until `end` settles, then
+ * once more; returns `end`'s value. The file may appear late (QEMU creates it after the lock).
+ */
+async function followFile<T>(path: string, end: Promise<T>, onText: (text: string) => void): Promise<T> {
+  let ended = false;
+  void end.finally(() => (ended = true));
+  const decoder = new TextDecoder();
+  const buf = new Uint8Array(64 * 1024);
+  let offset = 0;
+  const drain = async () => {
+    const fh = await open(path, "r").catch(() => undefined);
+    if (!fh) return;
+    try {
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+        if (bytesRead === 0) return;
+        offset += bytesRead;
+        onText(decoder.decode(buf.subarray(0, bytesRead), { stream: true }));
+      }
+    } finally {
+      await fh.close();
+    }
+  };
+  while (!ended) {
+    await drain();
+    await Promise.race([end, Bun.sleep(250)]);
+  }
+  await drain();
+  return end;
+}
+
 /** Runs one nested boot. Serialised with every other VM of the project through /tmp/vm.lock. */
 export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRun> {
   const outer = await buildOuterImages({ xen: opts.xen });
   const runDir = join(E2E_CACHE, `run-${process.pid}-${Date.now()}`);
   await mkdir(runDir, { recursive: true });
   const initrd = join(runDir, "initrd.cpio");
+  // The serial console goes to a file, not a pipe: a reader that fell behind would stall the
+  // emulated UART, and Xen drops console output while its transmit buffer (16 KiB) is full. The
+  // file also survives the process, whatever becomes of the reading side.
+  const consoleFile = join(runDir, "console.log");
   try {
     await writeRunInitramfs(initrd, {
       dom0Initramfs: outer.dom0Initramfs,
@@ -207,7 +246,7 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     const timeoutS = Math.ceil((opts.timeoutMs ?? 600_000) / 1000);
     const qemu = [
       await outerQemuBinary(), "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
-      "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+      "-display", "none", "-monitor", "none", "-serial", `file:${consoleFile}`, "-no-reboot",
       "-kernel", outer.xen, "-append", xenCmdline(),
       // Multiboot modules are comma-separated; a module's command line follows its path.
       "-initrd", `${outer.dom0Kernel} ${dom0Cmdline},${initrd}`,
@@ -216,25 +255,28 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     const cmd = ["flock", "/tmp/vm.lock", "timeout", "-s", "KILL", String(timeoutS), ...qemu];
     const t0 = performance.now();
     let started = 0;
-    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-    let log = "";
     let pending = "";
-    const decoder = new TextDecoder();
+    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const stdout = new Response(proc.stdout).text();
     const stderr = new Response(proc.stderr).text();
-    for await (const chunk of proc.stdout) {
+    const code = await followFile(consoleFile, proc.exited, (text) => {
       if (started === 0) started = performance.now();
-      const text = decoder.decode(chunk, { stream: true });
-      log += text;
       pending += text;
       const lines = pending.split("\n");
       pending = lines.pop() ?? "";
       for (const l of lines) opts.onLine?.(l.replace(/\r+$/, ""));
-    }
-    await proc.exited;
-    const err = await stderr;
+    });
+    let log = await readFile(consoleFile, "utf8").catch(() => "");
+    const [out, err] = [await stdout, await stderr];
+    if (out.trim()) log += `\n[qemu stdout] ${out.trim()}\n`;
     if (err.trim()) log += `\n[qemu stderr] ${err.trim()}\n`;
     const parsed = parseConsole(log);
-    return { ...parsed, wallMs: Math.round(performance.now() - (started || t0)), log };
+    const wallMs = Math.round(performance.now() - (started || t0));
+    // How the outer QEMU ended tells a hang (timeout's KILL at the deadline) from a machine that
+    // stopped by itself (reset with -no-reboot, a QEMU crash) when dom0 never finished.
+    const end = proc.signalCode ? `signal ${proc.signalCode}` : `exit ${code}`;
+    const abnormal = parsed.abnormal && `${parsed.abnormal} (outer QEMU: ${end} after ${Math.round(wallMs / 1000)} s of ${timeoutS} s allowed)`;
+    return { ...parsed, abnormal, wallMs, log };
   } finally {
     await rm(runDir, { recursive: true, force: true });
   }
