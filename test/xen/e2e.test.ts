@@ -1,8 +1,8 @@
 // End to end on a real Xen nested in QEMU TCG, driven by the real xl (issue 9). Three boots on
 // Debian 12's Xen 4.17: the baseline stub domain (test/bench/baseline), then ours (dist/, from
 // make build) with every check of REQUIRED.ours, then ours again through xl save and xl restore
-// (SAVE_RESTORE_REQUIRED). Xen 4.20 (`make e2e-xen XEN=4.20`) is not in it yet: test/xen/README.md
-// says what stops it. `make test` runs this file alone, after the others.
+// (SAVE_RESTORE_REQUIRED); then ours on Debian 13's Xen 4.20 with its CD-ROM change too
+// (fullChecks). `make test` runs this file alone, after the others.
 import { expect, test } from "vitest";
 import { join } from "node:path";
 import { E2E_CACHE } from "./dom0.ts";
@@ -140,6 +140,15 @@ test(
   async () => {
     const { r, bad } = await nestedRun("ours", true);
     expectClean("ours", r, bad, SAVE_RESTORE_REQUIRED);
+  },
+  30 * 60_000,
+);
+
+test(
+  "our stub domain on Xen 4.20 (Debian 13: QEMU 10 in dom0, stubdom-console0): the same checks, and xl cd-eject / cd-insert reach the guest through our fdsets",
+  async () => {
+    const { r, bad } = await nestedRun("ours", false, "4.20");
+    expectClean("ours", r, bad, fullChecks("ours", "4.20"));
   },
   30 * 60_000,
 );
