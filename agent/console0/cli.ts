@@ -2,6 +2,7 @@
 // start and at every change under dom0's console backends, until SIGINT or SIGTERM.
 import { parseArgs } from "node:util";
 import type { XenStore } from "../xenstore/types.ts";
+import { pumpUntilSignal } from "../xenstore/pump.ts";
 import { BACKEND_ROOT, connectUndrained } from "./connect.ts";
 
 const USAGE = "usage: stubdom-init console0 [--once]\n";
@@ -34,19 +35,14 @@ export async function run(argv: string[]): Promise<number> {
     let changed = true;
     const off = xs.onWatch(() => void (changed = true));
     xs.watch(BACKEND_ROOT, "stubdom-console0");
-    let stop = false;
-    process.once("SIGINT", () => void (stop = true));
-    process.once("SIGTERM", () => void (stop = true));
     process.stdout.write(`stubdom-init console0: watching ${BACKEND_ROOT}\n`);
-    while (!stop) {
-      if (changed) {
+    await pumpUntilSignal(xs, {
+      each: () => {
+        if (!changed) return;
         changed = false;
         pass(xs);
-      }
-      // Events are delivered here, in poll(); 100 ms slices let the signal handlers run.
-      xs.pumpWatches?.(100);
-      await new Promise((resolve) => setTimeout(resolve, xs.pumpWatches ? 0 : 100));
-    }
+      },
+    });
     off();
     return 0;
   } finally {

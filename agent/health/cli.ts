@@ -4,6 +4,7 @@
 // error, so a monitoring script can use it as is. With --prometheus, 0 whenever the snapshot was
 // written (health is in the metrics). libxenstore picks the connection (XENSTORED_PATH).
 import { parseArgs } from "node:util";
+import { pumpUntilSignal } from "../xenstore/pump.ts";
 import type { XenStore } from "../xenstore/types.ts";
 import { collectReports, systemClock, type Selection, type StubReport } from "./reader.ts";
 import { guestNames, renderPrometheus } from "./prometheus.ts";
@@ -101,16 +102,8 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(tty ? `\x1b[H\x1b[2J${text}` : args.json ? text : `${text}\n`);
       },
     });
-    let stop = false;
-    process.once("SIGINT", () => void (stop = true));
-    process.once("SIGTERM", () => void (stop = true));
-    // Waiting for watch events is this command's whole job: wait in poll() here, in 100 ms
-    // slices between which the event loop runs the redraw timers and the signal handlers.
-    while (!stop) {
-      const events = xs.pumpWatches?.(100) ?? 0;
-      // After events, long enough for watchStatus's settle and minimum gap (5 + 25 ms).
-      await new Promise((resolve) => setTimeout(resolve, !xs.pumpWatches ? 100 : events > 0 ? 30 : 0));
-    }
+    // After events, long enough for watchStatus's settle and minimum gap (5 + 25 ms).
+    await pumpUntilSignal(xs, { afterEventsMs: 30 });
     w.stop();
     return 0;
   } finally {
