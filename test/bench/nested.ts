@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Rootfs, writeCpioImage } from "../../agent/build/image.ts";
 import { buildOuterImages, type OuterImages } from "../xen/dom0.ts";
-import { OUTER_CPU, XEN_CMDLINE } from "../xen/harness.ts";
+import { OUTER_CPU, PANICS, XEN_CMDLINE, runOuterVm } from "../xen/harness.ts";
 import { memoryFromEnv } from "../xen/run.ts";
 import { buildBaselineImages } from "./baseline/image.ts";
 import type { MeasureResult, Measurement, Values } from "./run.ts";
@@ -28,7 +28,6 @@ type Kind = "ours" | "baseline";
 
 /** The whole serial console of the last run, for when a number looks wrong. */
 const CONSOLE_LOG = join(ROOT, "dist/bench-xen-console.log");
-const PANICS = [/Kernel panic/, /Initramfs unpacking failed/, /\(XEN\) Panic on CPU/, /Failed to execute \/init/];
 
 interface CreateLine {
   kind: Kind;
@@ -107,35 +106,19 @@ async function bootBench(opts: {
     await w.end();
     const qemu = [
       "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", OUTER_CPU, "-m", "2048", "-smp", "2",
-      "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+      "-display", "none", "-monitor", "none", "-no-reboot",
       "-kernel", opts.outer.xen, "-append", XEN_CMDLINE,
       "-initrd", `${opts.outer.dom0Kernel} console=hvc0 earlyprintk=xen,${initrd}`,
     ];
-    const p = Bun.spawn(["flock", "/tmp/vm.lock", "timeout", "-s", "KILL", String(opts.timeoutS), ...qemu], {
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
+    const { log, end } = await runOuterVm(qemu, {
+      timeoutS: opts.timeoutS,
+      consoleFile: join(dir, "console.log"),
+      onLine: (l) => void (l.startsWith("BENCH ") && process.stderr.write(`    xen| ${l.trimEnd()}\n`)),
     });
-    let log = "";
-    const dec = new TextDecoder();
-    let pending = "";
-    for await (const chunk of p.stdout) {
-      const text = dec.decode(chunk, { stream: true });
-      log += text;
-      pending += text;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const l of lines) if (l.startsWith("BENCH ")) process.stderr.write(`    xen| ${l.trimEnd()}\n`);
-    }
-    const code = await p.exited;
-    const err = await new Response(p.stderr).text();
     writeFileSync(CONSOLE_LOG, log);
     const panic = PANICS.find((re) => re.test(log));
     if (panic) return { log, problem: `the nested Xen console shows ${panic.source.replace(/\\/g, "")}` };
-    if (!log.includes("E2E DONE")) {
-      const killed = code === 137 ? `: killed after ${opts.timeoutS} s` : "";
-      return { log, problem: `the nested Xen run did not finish (exit ${code}${killed}) ${err.trim().slice(-200)}`.trim() };
-    }
+    if (!log.includes("E2E DONE")) return { log, problem: `the nested Xen run did not finish (outer QEMU: ${end})` };
     return { log };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -68,7 +68,7 @@ export interface NestedXenRun {
   log: string;
 }
 
-const PANICS = [/Kernel panic/, /Initramfs unpacking failed/, /\(XEN\) Panic on CPU/, /Failed to execute \/init/];
+export const PANICS = [/Kernel panic/, /Initramfs unpacking failed/, /\(XEN\) Panic on CPU/, /Failed to execute \/init/];
 
 // spec-ctrl=eager-fpu: Xen saw an AMD CPU (TCG's `max`) and switched FPU state lazily (CR0.TS,
 // #NM); under QEMU's TCG that corrupted the registers of processes in every PV domain once the
@@ -219,15 +219,48 @@ async function followFile<T>(path: string, end: Promise<T>, onText: (text: strin
   return end;
 }
 
+/**
+ * Runs the outer QEMU (`qemu`, its command line without -serial) under `flock /tmp/vm.lock`
+ * (serialised with every other VM of the project) and a deadline (timeout's KILL, bounding this
+ * VM alone: it starts after the lock). Its serial console goes to `consoleFile`, not to a pipe: a
+ * reader that fell behind would stall the emulated UART, and Xen drops console output while its
+ * transmit buffer (16 KiB) is full; the file also survives whatever becomes of the reading side.
+ * Returns the console, how QEMU ended, and the time from its first output.
+ */
+export async function runOuterVm(
+  qemu: string[],
+  opts: { timeoutS: number; consoleFile: string; onLine?: (line: string) => void },
+): Promise<{ log: string; end: string; wallMs: number }> {
+  const cmd = ["flock", "/tmp/vm.lock", "timeout", "-s", "KILL", String(opts.timeoutS), ...qemu, "-serial", `file:${opts.consoleFile}`];
+  const t0 = performance.now();
+  let started = 0;
+  let pending = "";
+  const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const stdout = new Response(proc.stdout).text();
+  const stderr = new Response(proc.stderr).text();
+  const code = await followFile(opts.consoleFile, proc.exited, (text) => {
+    if (started === 0) started = performance.now();
+    pending += text;
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const l of lines) opts.onLine?.(l.replace(/\r+$/, ""));
+  });
+  let log = await readFile(opts.consoleFile, "utf8").catch(() => "");
+  const [out, err] = [await stdout, await stderr];
+  if (out.trim()) log += `\n[qemu stdout] ${out.trim()}\n`;
+  if (err.trim()) log += `\n[qemu stderr] ${err.trim()}\n`;
+  // How QEMU ended tells a hang (the deadline's KILL: timeout exits 128 + 9) from a machine that
+  // stopped by itself (power-off, a reset with -no-reboot, a QEMU crash).
+  const end = code === 137 ? `killed at the ${opts.timeoutS} s deadline` : `exit ${code}`;
+  return { log, end, wallMs: Math.round(performance.now() - (started || t0)) };
+}
+
 /** Runs one nested boot. Serialised with every other VM of the project through /tmp/vm.lock. */
 export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRun> {
   const outer = await buildOuterImages({ xen: opts.xen });
   const runDir = join(E2E_CACHE, `run-${process.pid}-${Date.now()}`);
   await mkdir(runDir, { recursive: true });
   const initrd = join(runDir, "initrd.cpio");
-  // The serial console goes to a file, not a pipe: a reader that fell behind would stall the
-  // emulated UART, and Xen drops console output while its transmit buffer (16 KiB) is full. The
-  // file also survives the process, whatever becomes of the reading side.
   const consoleFile = join(runDir, "console.log");
   try {
     await writeRunInitramfs(initrd, {
@@ -246,37 +279,15 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
     const timeoutS = Math.ceil((opts.timeoutMs ?? 600_000) / 1000);
     const qemu = [
       await outerQemuBinary(), "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
-      "-display", "none", "-monitor", "none", "-serial", `file:${consoleFile}`, "-no-reboot",
+      "-display", "none", "-monitor", "none", "-no-reboot",
       "-kernel", outer.xen, "-append", xenCmdline(),
       // Multiboot modules are comma-separated; a module's command line follows its path.
       "-initrd", `${outer.dom0Kernel} ${dom0Cmdline},${initrd}`,
     ];
-    // flock queues behind other VMs; timeout bounds this VM alone (it starts after the lock).
-    const cmd = ["flock", "/tmp/vm.lock", "timeout", "-s", "KILL", String(timeoutS), ...qemu];
-    const t0 = performance.now();
-    let started = 0;
-    let pending = "";
-    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-    const stdout = new Response(proc.stdout).text();
-    const stderr = new Response(proc.stderr).text();
-    const code = await followFile(consoleFile, proc.exited, (text) => {
-      if (started === 0) started = performance.now();
-      pending += text;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const l of lines) opts.onLine?.(l.replace(/\r+$/, ""));
-    });
-    let log = await readFile(consoleFile, "utf8").catch(() => "");
-    const [out, err] = [await stdout, await stderr];
-    if (out.trim()) log += `\n[qemu stdout] ${out.trim()}\n`;
-    if (err.trim()) log += `\n[qemu stderr] ${err.trim()}\n`;
-    const parsed = parseConsole(log);
-    const wallMs = Math.round(performance.now() - (started || t0));
-    // How the outer QEMU ended tells a hang (timeout's KILL at the deadline) from a machine that
-    // stopped by itself (reset with -no-reboot, a QEMU crash) when dom0 never finished.
-    const end = proc.signalCode ? `signal ${proc.signalCode}` : `exit ${code}`;
-    const abnormal = parsed.abnormal && `${parsed.abnormal} (outer QEMU: ${end} after ${Math.round(wallMs / 1000)} s of ${timeoutS} s allowed)`;
-    return { ...parsed, abnormal, wallMs, log };
+    const vm = await runOuterVm(qemu, { timeoutS, consoleFile, onLine: opts.onLine });
+    const parsed = parseConsole(vm.log);
+    const abnormal = parsed.abnormal && `${parsed.abnormal} (outer QEMU: ${vm.end} after ${Math.round(vm.wallMs / 1000)} s)`;
+    return { ...parsed, abnormal, wallMs: vm.wallMs, log: vm.log };
   } finally {
     await rm(runDir, { recursive: true, force: true });
   }
