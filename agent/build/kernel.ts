@@ -16,8 +16,9 @@ import { copyFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promis
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { aptSuite, exists, fetchPackages, run } from "./debian.ts";
+import { exists, fetchPackages, run } from "./debian.ts";
 import { parseModulesBuiltin } from "./modules.ts";
+import { debian13Source } from "./xen-release.ts";
 
 export class KernelBuildError extends Error {
   override name = "KernelBuildError";
@@ -37,8 +38,6 @@ export interface KernelBuild {
 }
 
 export const SOURCE_PACKAGE = "linux-source-6.12";
-/** Debian 13, reached through the host's mirror with apt state of its own (debian.ts aptSuite). */
-const SOURCE_SUITE = "trixie";
 // import.meta.url, not Bun's import.meta.dir: Vitest's transform keeps only the former.
 export const FRAGMENTS = ["stubdom.config", "devvm.config", "guest.config"].map((f) => fileURLToPath(new URL(`kernel/${f}`, import.meta.url)));
 /** Bump when the recipe below changes what comes out of the same inputs. */
@@ -165,8 +164,7 @@ async function make(args: string[], cwd: string, what: string, progress: (l: str
 export async function buildKernel(opts: { cacheDir?: string; progress?: (l: string) => void } = {}): Promise<KernelBuild> {
   const progress = opts.progress ?? (() => {});
   const cache = resolve(opts.cacheDir ?? ".cache");
-  const suiteCache = join(cache, SOURCE_SUITE);
-  const suite = await aptSuite(SOURCE_SUITE, join(suiteCache, "apt"));
+  const { suite, cacheDir: suiteCache } = await debian13Source(cache);
   const [pkg] = await fetchPackages([SOURCE_PACKAGE], { cacheDir: suiteCache, suite, progress });
   if (!pkg) throw new KernelBuildError(`${SOURCE_PACKAGE} did not resolve`);
   const fragments = await Promise.all(FRAGMENTS.map(async (f) => ({ path: f, text: await readFile(f, "utf8") })));

@@ -26,6 +26,13 @@ export const libxlPackage = (r: XenRelease) => `libxenmisc${r}`;
 export async function releaseSource(r: XenRelease, cacheRoot: string): Promise<{ suite?: AptSuite; cacheDir: string }> {
   const name = SUITE[r];
   if (name === undefined) return { cacheDir: cacheRoot };
+  return suiteSource(name, cacheRoot);
+}
+
+/** Debian 13's packages (the kernel source, the outer QEMU, Xen 4.20's dom0), cached apart. */
+export const debian13Source = (cacheRoot: string) => suiteSource("trixie", cacheRoot);
+
+async function suiteSource(name: string, cacheRoot: string): Promise<{ suite: AptSuite; cacheDir: string }> {
   const cacheDir = join(cacheRoot, name);
   return { suite: await aptSuite(name, join(cacheDir, "apt")), cacheDir };
 }

@@ -5,28 +5,22 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { aptSuite, DEFAULT_SKIP, fetchPackages, resolveDepends } from "../../agent/build/debian.ts";
+import { DEFAULT_SKIP, fetchPackages, resolveDepends, run } from "../../agent/build/debian.ts";
+import { debian13Source } from "../../agent/build/xen-release.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const CACHE = join(ROOT, ".cache", "trixie");
 /** Depends that only serve maintainer scripts or other programs of those packages. */
 const SKIP = [...DEFAULT_SKIP, "libc-bin", "coreutils", "mount", "util-linux", "systemd", "dash", "bash", "ucf", "passwd", "login", "base-files"];
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
-async function run(cmd: string[], what: string): Promise<void> {
-  const p = Bun.spawn(cmd, { stdout: "ignore", stderr: "pipe" });
-  const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
-  if (code !== 0) throw new Error(`${what}: exited ${code}: ${err.trim()}`);
-}
-
 /** A wrapper script that runs Debian 13's qemu-system-x86_64 with its firmware; built once. */
 export async function debian13Qemu(progress: (line: string) => void = () => {}): Promise<string> {
-  const suite = await aptSuite("trixie", join(CACHE, "apt"));
+  const { suite, cacheDir: cache } = await debian13Source(join(ROOT, ".cache"));
   const names = await resolveDepends(["qemu-system-x86", "qemu-system-data", "seabios", "ipxe-qemu"], { suite, skip: SKIP });
-  const pkgs = await fetchPackages(names, { cacheDir: CACHE, suite, progress });
+  const pkgs = await fetchPackages(names, { cacheDir: cache, suite, progress });
   const key = new Bun.CryptoHasher("sha256").update(pkgs.map((p) => `${p.name} ${p.version}`).join("\n")).digest("hex").slice(0, 16);
-  const tree = join(CACHE, `qemu-${key}`);
+  const tree = join(cache, `qemu-${key}`);
   const wrapper = join(tree, "qemu-system-x86_64");
   if (await exists(wrapper)) return wrapper;
   progress(`Debian 13 QEMU ${key}: merging ${pkgs.length} packages`);
