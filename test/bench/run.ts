@@ -10,6 +10,7 @@ import { measureCrashDetect, measureIdleWrites } from "./crash.ts";
 import { measureExporterScrape } from "./exporter.ts";
 import { nestedXen } from "./nested.ts";
 import { rootfsSize } from "./rootfs.ts";
+import { saveRestore } from "./save-restore.ts";
 import { measureAgentRss } from "./rss.ts";
 import { median, percentile } from "./util.ts";
 import { BUN, ROOT } from "../xenstore/harness.ts";
@@ -45,6 +46,15 @@ const FIELDS = {
   crash_detect_ms_p99: { unit: "ms", goal: { max: 50 } },
   xenstore_writes_per_min_steady: { unit: "/min", goal: { max: 12 } },
   exporter_scrape_ms: { unit: "ms" },
+  save_ms_agent: { unit: "ms" },
+  save_ms_dom0: { unit: "ms" },
+  save_ms_baseline: { unit: "ms" },
+  restore_ms_agent: { unit: "ms" },
+  restore_ms_dom0: { unit: "ms" },
+  restore_ms_baseline: { unit: "ms" },
+  migrate_downtime_ms_agent: { unit: "ms" },
+  migrate_downtime_ms_dom0: { unit: "ms" },
+  migrate_downtime_ms_baseline: { unit: "ms" },
 } as const satisfies Record<string, { unit: string; goal?: { max: number } | { min: number } }>;
 
 export type Field = keyof typeof FIELDS;
@@ -121,6 +131,7 @@ const measurements: Measurement[] = [
     run: (quick) => netBench(quick ? 2 : 10, quick ? 1 : 3),
   },
   nestedXen,
+  saveRestore,
 ];
 
 /**

@@ -16,7 +16,7 @@ ln -s /proc/self/fd/0 /dev/stdin
 ln -s /proc/self/fd/1 /dev/stdout
 ln -s /proc/self/fd/2 /dev/stderr
 mount -t tmpfs tmpfs /dev/shm
-for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback xen-blkback llc stp bridge loop; do
+for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc xen-netback xen-blkback llc stp bridge loop tun; do
   insmod /lib/modules/$m.ko || echo "E2E FAIL dom0-insmod $m"
 done
 mount -t xenfs xenfs /proc/xen

@@ -2,7 +2,8 @@
 # The end-to-end checks, run in dom0 after the toolstack is up. Every outcome is one console
 # line the host harness parses: "E2E PASS|FAIL|INFO <check> [detail]", "E2E TIME <name> <ms>".
 # Parameters come from the dom0 kernel command line (e2e.kind=ours|baseline, e2e.mem=MiB,
-# e2e.mode=full|create), so one cached dom0 image serves every run.
+# e2e.mode=full|create, e2e.dm=dom0 for the same guest with QEMU in dom0), so one cached dom0
+# image serves every run.
 param() { sed -n "s/.*\\be2e\\.$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
 ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
 # Each result is counted in /e2e/results too: dom0-init.sh's "E2E DONE <n>" lets the harness
@@ -11,6 +12,7 @@ pass() { echo "E2E PASS $*"; echo "$1" >> /e2e/results; }
 fail() { echo "E2E FAIL $*"; echo "$1" >> /e2e/results; }
 xen=$(cat /e2e/xen-release)
 kind=$(param kind); mode=$(param mode); mem=$(param mem); count=$(param count); debug=$(param debug); pause=$(param pause)
+dm=$(param dm)
 # e2e.stubcmd=a+b=c (the multiboot module list is comma-separated): extra words for the stub
 # domain's kernel command line (stage 0 passes
 # KEY=VALUE words on to the agent's environment, e.g. BUN_JSC_* settings).
@@ -62,7 +64,7 @@ fi
   echo 'memory=64'
   echo 'vcpus=1'
   echo 'device_model_version="qemu-xen"'
-  echo 'device_model_stubdomain_override=1'
+  if [ "$dm" = dom0 ]; then echo 'device_model_stubdomain_override=0'; else echo 'device_model_stubdomain_override=1'; fi
   # Installed as the package does (libxl's firmware directory): no image lines, as an
   # administrator's xl.cfg. Otherwise (the baseline) the images are named.
   if ! ls /usr/lib/xen-*/boot/qemu-stubdom-linux-kernel > /dev/null 2>&1; then
@@ -111,11 +113,16 @@ stamp_serial() {
 : > $stamped
 stamp_serial &
 
+# The JavaScriptCore settings stage 0 gives the agent in the stub domain, for our dom0 commands
+# (console0 here, status below). A status run killed by a signal is a failure like any other (no
+# retry: the platform fault that once made dom0's programs crash is gone, test/xen/README.md,
+# Platform).
+export BUN_JSC_useDFGJIT=0 BUN_JSC_useConcurrentJIT=0
 # dom0's QEMU 8.2+ (Debian 13) never drains a stub domain's console 0 by itself: our package's
 # stubdom-console0.service does it there, started as an administrator enables it. With QEMU 7.2
 # its write changes nothing. Not for the baseline's dom0, which has no package of ours.
 if [ -x /usr/bin/stubdom-init ]; then
-  BUN_JSC_useDFGJIT=0 BUN_JSC_useConcurrentJIT=0 stubdom-init console0 > /e2e/console0.log 2>&1 &
+  stubdom-init console0 > /e2e/console0.log 2>&1 &
 fi
 
 t0=$(ms)
@@ -131,10 +138,6 @@ fi
 echo "E2E TIME xl-create-ms $(( $(ms) - t0 ))"
 sed 's/^/XL| /' /e2e/xl-create.log
 
-# The JavaScriptCore settings stage 0 gives the agent in the stub domain. A status run killed by
-# a signal is a failure like any other (no retry: the platform fault that once made dom0's
-# programs crash is gone, test/xen/README.md, Platform).
-export BUN_JSC_useDFGJIT=0 BUN_JSC_useConcurrentJIT=0
 status_once() {
   out=$1; shift
   timeout 60 stubdom-init status "$@" > "$out" 2>&1
@@ -272,10 +275,6 @@ line_after() {
   done
   return 1
 }
-# cdrom-change (libxl >= 4.20, docs/misc/stubdom.txt "CD-ROM changing"): xl cd-eject empties the
-# guest's drive, xl cd-insert puts medium 2 in; libxl re-attaches the stub domain's vbd and waits
-# for an fdset with the opaque stub-devid:<devid>, which our agent adds (agent/init/cdrom.ts),
-# before QEMU's blockdev-change-medium. The guest OS sees the drive empty, then reads medium 2.
 # The CD-ROM's vbd as the stub domain and dom0 see it, for a failed change.
 cd_vbd_dump() {
   for d in /local/domain/$stub_id/device/vbd/5632 "$(xenstore-read /local/domain/$stub_id/device/vbd/5632/backend)"; do
@@ -285,6 +284,10 @@ cd_vbd_dump() {
   # dom0's QEMU serves the stub domain's qdisk backends (libxl's empty placeholder is one).
   tail -n 30 /var/log/xen/qemu-dm-$guest-dm.log 2>/dev/null | sed 's/^/DOM0-QEMU| /'
 }
+# cdrom-change (libxl >= 4.20, docs/misc/stubdom.txt "CD-ROM changing"): xl cd-eject empties the
+# guest's drive, xl cd-insert puts medium 2 in; libxl re-attaches the stub domain's vbd and waits
+# for an fdset with the opaque stub-devid:<devid>, which our agent adds (agent/init/cdrom.ts),
+# before QEMU's blockdev-change-medium. The guest OS sees the drive empty, then reads medium 2.
 cdrom_change() {
   want1=$(cat /e2e/cd-1-marker); want2=$(cat /e2e/cd-2-marker)
   if ! l=$(guest_line "cd $want1" 120); then fail cdrom-change "the guest never read medium 1 ($want1); serial: $(serial_tail)"; return; fi
@@ -314,8 +317,11 @@ cdrom_change() {
 # the stub domain's console 1, which dom0's QEMU copies to /var/lib/xen/qemu-save.<domid>; on
 # restore the new stub domain's QEMU reads it from console 2 (`-incoming`). Each step has a
 # deadline, so a stream that never arrives is a FAIL with the logs, not a hang.
+# The guest's stub domain ID; "dom0" when QEMU runs there (e2e.dm=dom0), so that the save,
+# restore and migration checks read the same for both.
+stub_of() { if [ "$dm" = dom0 ]; then echo dom0; else xl domid $guest-dm 2>/dev/null; fi; }
 save_restore() {
-  old_stub=$(xl domid $guest-dm)
+  old_stub=$(stub_of)
   # The guest OS must be up (lease taken, ticking) before its state is worth saving.
   if l=$(guest_line "lease 10\.99\.0\." 300); then
     guest_ip=$(echo "$l" | awk '{ print $3 }')
@@ -328,7 +334,7 @@ save_restore() {
   if timeout 240 xl save $guest /e2e/guest.save > /e2e/xl-save.log 2>&1; then
     gone=yes
     xl domid $guest > /dev/null 2>&1 && gone="no: the guest is still there"
-    xl domid $guest-dm > /dev/null 2>&1 && gone="no: its stub domain is still there"
+    [ "$dm" != dom0 ] && xl domid $guest-dm > /dev/null 2>&1 && gone="no: its stub domain is still there"
     size=$(stat -c %s /e2e/guest.save 2>/dev/null || echo 0)
     if [ "$gone" = yes ] && [ "$size" -gt 0 ]; then pass save "$size bytes in $(( $(ms) - t )) ms"; saved=1
     else fail save "file $size bytes; gone: $gone"; fi
@@ -342,7 +348,7 @@ save_restore() {
   mark=$(wc -l < $stamped)
   before=$(last_tick)
   t=$(ms)
-  if timeout 240 xl restore /e2e/guest.save > /e2e/xl-restore.log 2>&1 && new_stub=$(xl domid $guest-dm 2>/dev/null); then
+  if timeout 240 xl restore /e2e/guest.save > /e2e/xl-restore.log 2>&1 && new_stub=$(stub_of); then
     pass restore "guest $(xl domid $guest) with stub domain $new_stub (was $old_stub) in $(( $(ms) - t )) ms"
   else
     fail restore "exit $?: $(tail -n 3 /e2e/xl-restore.log | tr '\n' ' ')"
@@ -418,14 +424,14 @@ guest_shutdown() {
 # console 2, as on restore, while the sender's guest keeps running until the last round.
 migrate() {
   old_guest=$(xl domid $guest)
-  old_stub=$(xl domid $guest-dm)
+  old_stub=$(stub_of)
   mark=$(wc -l < $stamped)
   before=$(last_tick)
   t=$(ms)
   if timeout 300 xl migrate -s "" $guest "xl migrate-receive" > /e2e/xl-migrate.log 2>&1 &&
-    new_guest=$(xl domid $guest 2>/dev/null) && new_stub=$(xl domid $guest-dm 2>/dev/null); then
+    new_guest=$(xl domid $guest 2>/dev/null) && new_stub=$(stub_of); then
     left=$(xl list | grep -c -- "--migratedaway")
-    if [ "$new_guest" != "$old_guest" ] && [ "$new_stub" != "$old_stub" ] && [ "$left" = 0 ]; then
+    if [ "$new_guest" != "$old_guest" ] && { [ "$new_stub" != "$old_stub" ] || [ "$dm" = dom0 ]; } && [ "$left" = 0 ]; then
       pass migrate "guest $old_guest -> $new_guest, stub domain $old_stub -> $new_stub in $(( $(ms) - t )) ms"
     else
       fail migrate "guest $old_guest -> $new_guest, stub domain $old_stub -> $new_stub, $left left behind"

@@ -27,7 +27,7 @@ export const E2E_CACHE = join(root, ".cache", "xen-e2e");
 
 const packages = (xen: XenRelease) => [
   `xen-hypervisor-${xen}-amd64`, `xen-utils-${xen}`, "xen-utils-common", "xenstore-utils", "qemu-system-xen",
-  "qemu-system-data", "seabios", "linux-image-amd64", "busybox-static", "iproute2", "bash", "util-linux",
+  "qemu-system-data", "seabios", "ipxe-qemu", "linux-image-amd64", "busybox-static", "iproute2", "bash", "util-linux",
   "coreutils", "libgcc-s1", "dpkg", "libc-bin",
 ];
 /** Depends that only serve maintainer scripts, boot-time tools or other programs of those packages. */
@@ -54,9 +54,12 @@ const roots = (XEN: string) => [
   "/usr/lib/x86_64-linux-gnu/libpthread.so.0", "/usr/lib/x86_64-linux-gnu/libdl.so.2",
   "/usr/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/librt.so.1",
 ];
-/** Whole directories: hvmloader, SeaBIOS, the hotplug scripts, the dom0 QEMU's keymaps. */
-const trees = (XEN: string) => [`${XEN}/boot`, "/usr/share/seabios", "/etc/xen/scripts", "/usr/share/qemu/keymaps"];
-const MODULES = ["xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc", "xen-netback", "xen-blkback", "bridge", "loop"];
+/**
+ * Whole directories: hvmloader, SeaBIOS, the hotplug scripts, the dom0 QEMU's keymaps, and its
+ * NIC option ROMs (a guest whose QEMU runs in dom0, `--dm dom0`, has an e1000).
+ */
+const trees = (XEN: string) => [`${XEN}/boot`, "/usr/share/seabios", "/etc/xen/scripts", "/usr/share/qemu/keymaps", "/usr/lib/ipxe/qemu"];
+const MODULES = ["xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc", "xen-netback", "xen-blkback", "bridge", "loop", "tun"];
 const XENSTORE_TOOLS = ["read", "write", "list", "ls", "exists", "rm", "watch", "chmod"];
 
 export interface OuterImages {

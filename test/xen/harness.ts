@@ -34,6 +34,8 @@ export interface NestedXenOptions {
   mode?: "full" | "create" | "relay" | "bunstress" | "soak" | "saverestore";
   /** For mode "relay": how many clients (default 200); for "soak": how many seconds. */
   relayClients?: number;
+  /** "dom0": the same guest with QEMU in dom0 (device_model_stubdomain_override=0), for comparison. */
+  dm?: "dom0";
   /** The agent logs at debug level (stubdomain_cmdline stubdom.loglevel=debug). */
   agentDebug?: boolean;
   /** Pause the HVM guest's vCPU once `xl create` returns (platform measurements). */
@@ -272,6 +274,7 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
       "console=hvc0", "earlyprintk=xen", `e2e.kind=${opts.kind}`, `e2e.mode=${opts.mode ?? "full"}`,
       ...(opts.stubMemory !== undefined ? [`e2e.mem=${opts.stubMemory}`] : []),
       ...(opts.relayClients !== undefined ? [`e2e.count=${opts.relayClients}`] : []),
+      ...(opts.dm ? [`e2e.dm=${opts.dm}`] : []),
       ...(opts.agentDebug ? ["e2e.debug=1"] : []),
       ...(opts.pauseGuest ? ["e2e.pause=1"] : []),
       ...(opts.stubCmdline?.length ? [`e2e.stubcmd=${opts.stubCmdline.join("+")}`] : []),

@@ -1,11 +1,12 @@
 // `make e2e-xen`: one nested-Xen end-to-end run against a pair of stub domain images.
 //
-//   bun test/xen/run.ts [--xen 4.17|4.20] [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--save-restore] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
+//   bun test/xen/run.ts [--xen 4.17|4.20] [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--save-restore [--dm dom0]] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
 // default stub domain memory, at which both images run unless told. --floor searches
-// stubdomain_memory downwards in 8 MiB steps.
+// stubdomain_memory downwards in 8 MiB steps. --dm dom0 runs the same guest with QEMU in dom0
+// (device_model_stubdomain_override=0), for comparison (make bench's save/restore fields).
 // Exit status 0 only if every check required for those images passed.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -122,6 +123,7 @@ async function main(argv: string[]): Promise<number> {
     ...(soakSeconds ? { relayClients: soakSeconds, timeoutMs: 600_000 + soakSeconds * 1500 } : {}),
     agentDebug: argv.includes("--debug"),
     pauseGuest: argv.includes("--pause-guest"),
+    ...(arg("--dm") === "dom0" ? { dm: "dom0" as const } : {}),
     stubCmdline: arg("--stub-cmdline")?.split(" ").filter(Boolean),
     onLine: argv.includes("--verbose") ? (l) => console.log(l) : undefined,
   });
