@@ -313,13 +313,13 @@ cdrom_change() {
   grep -a "fdset\|cdrom\|CD-ROM\|medium" /var/log/xen/qemu-dm-$guest.log 2>/dev/null | tail -n 12 | sed 's/^/STUB| /'
 }
 
+# The guest's stub domain ID; "dom0" when QEMU runs there (e2e.dm=dom0), so that the save,
+# restore and migration checks read the same for both.
+stub_of() { if [ "$dm" = dom0 ]; then echo dom0; else xl domid $guest-dm 2>/dev/null; fi; }
 # xl save, then xl restore (issue 18): libxl stops QEMU and has it write its device state into
 # the stub domain's console 1, which dom0's QEMU copies to /var/lib/xen/qemu-save.<domid>; on
 # restore the new stub domain's QEMU reads it from console 2 (`-incoming`). Each step has a
 # deadline, so a stream that never arrives is a FAIL with the logs, not a hang.
-# The guest's stub domain ID; "dom0" when QEMU runs there (e2e.dm=dom0), so that the save,
-# restore and migration checks read the same for both.
-stub_of() { if [ "$dm" = dom0 ]; then echo dom0; else xl domid $guest-dm 2>/dev/null; fi; }
 save_restore() {
   old_stub=$(stub_of)
   # The guest OS must be up (lease taken, ticking) before its state is worth saving.
