@@ -547,7 +547,10 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
   if [ "$kind" = ours ]; then
     said=$(grep -c "domain $stub_id: console 0's backend is in InitWait: wrote" /e2e/console0.log)
     logged=$(grep -c 'info  QEMU ready' /var/log/xen/qemu-dm-$guest.log)
-    if [ "$logged" -gt 0 ] && { [ "$xen" = 4.17 ] || [ "$said" = 1 ]; }; then
+    # At least once: the service writes again whenever it sees the backend in InitWait with the
+    # frontend not Connected (1 run in 6 on 4.20 it wrote twice; what reset the state between its
+    # passes is not known yet).
+    if [ "$logged" -gt 0 ] && { [ "$xen" = 4.17 ] || [ "$said" -ge 1 ]; }; then
       pass console0 "the stub domain's log reached dom0; stubdom-console0 wrote the frontend state $said time(s)"
     else
       fail console0 "'QEMU ready' in the stub domain's log: $logged; stubdom-console0 lines for stub $stub_id: $said"
