@@ -1,14 +1,19 @@
 // `stubdom-init console0 [--once]`, run in dom0 (connect.ts says why): one pass, or a pass at
-// start and at every change under dom0's console backends, until SIGINT or SIGTERM.
+// start and at every change under dom0's console backends or of a frontend state it wrote
+// (FrontendWatches), until SIGINT or SIGTERM.
 import { parseArgs } from "node:util";
 import type { XenStore } from "../xenstore/types.ts";
 import { pumpUntilSignal } from "../xenstore/pump.ts";
-import { BACKEND_ROOT, connectUndrained } from "./connect.ts";
+import { BACKEND_ROOT, FrontendWatches, connectUndrained, type Console0Action } from "./connect.ts";
 
 const USAGE = "usage: stubdom-init console0 [--once]\n";
 
-function pass(xs: XenStore): void {
-  for (const a of connectUndrained(xs)) process.stdout.write(`stubdom-init console0: ${a.line}\n`);
+const TOKEN = "stubdom-console0";
+
+function pass(xs: XenStore): Console0Action[] {
+  const actions = connectUndrained(xs);
+  for (const a of actions) process.stdout.write(`stubdom-init console0: ${a.line}\n`);
+  return actions;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -34,13 +39,14 @@ export async function run(argv: string[]): Promise<number> {
     }
     let changed = true;
     const off = xs.onWatch(() => void (changed = true));
-    xs.watch(BACKEND_ROOT, "stubdom-console0");
+    const frontends = new FrontendWatches(xs, TOKEN);
+    xs.watch(BACKEND_ROOT, TOKEN);
     process.stdout.write(`stubdom-init console0: watching ${BACKEND_ROOT}\n`);
     await pumpUntilSignal(xs, {
       each: () => {
         if (!changed) return;
         changed = false;
-        pass(xs);
+        frontends.update(pass(xs));
       },
     });
     off();

@@ -27,6 +27,8 @@ export const MAX_DOMAINS = 0x7ff0;
 
 export interface Console0Action {
   domid: number;
+  /** The frontend directory the action is about. */
+  frontend: string;
   /** What was done, or why nothing could be: one line for the log. */
   line: string;
   connected: boolean;
@@ -61,17 +63,66 @@ export function connectUndrained(xs: XenStore, root = BACKEND_ROOT): Console0Act
       const fe = `/local/domain/${domid}/console`;
       const named = readString(xs, `${be}/frontend`, PATH);
       if (named !== undefined && named !== fe) {
-        out.push({ domid, connected: false, line: `domain ${domid}: backend ${be} names frontend ${JSON.stringify(named.slice(0, 80))}, not ${fe}; left alone` });
+        out.push({ domid, frontend: fe, connected: false, line: `domain ${domid}: backend ${be} names frontend ${JSON.stringify(named.slice(0, 80))}, not ${fe}; left alone` });
         continue;
       }
-      if (readString(xs, `${fe}/type`, SHORT) !== "ioemu" || readString(xs, `${fe}/state`, SHORT) === CONNECTED) continue;
+      if (readString(xs, `${fe}/type`, SHORT) !== "ioemu") continue;
+      const was = readString(xs, `${fe}/state`, SHORT);
+      if (was === CONNECTED) continue;
       xs.write(`${fe}/state`, CONNECTED);
-      out.push({ domid, connected: true, line: `domain ${domid}: console 0's backend is in InitWait: wrote ${fe}/state = 4 (Connected), so that dom0's QEMU drains it` });
+      const before = was === undefined ? "absent" : JSON.stringify(was.slice(0, SHORT));
+      out.push({ domid, frontend: fe, connected: true, line: `domain ${domid}: console 0's backend is in InitWait: wrote ${fe}/state = 4 (Connected; it was ${before}), so that dom0's QEMU drains it` });
     } catch (e) {
       // A domain going away mid-pass is normal; anything else is said and the pass goes on.
       if (e instanceof XenStoreError && e.errno === "ENOENT") continue;
-      out.push({ domid, connected: false, line: `domain ${domid}: ${(e as Error).message}` });
+      out.push({ domid, frontend: `/local/domain/${domid}/console`, connected: false, line: `domain ${domid}: ${(e as Error).message}` });
     }
   }
   return out;
+}
+
+/**
+ * The frontend states written, each watched while its backend stays in InitWait. On nested Xen
+ * 4.20, 1 create in 7 needed a second write: the frontend state was no longer Connected while the
+ * backend still waited, and only consoles 1 and 2 appearing later happened to start the pass that
+ * wrote it again. Whoever sets it back (the line says what the state was), the watch on it starts
+ * that pass. At most one path per domain id; a path is dropped once its backend has left InitWait
+ * or is gone.
+ */
+export class FrontendWatches {
+  readonly #watched = new Map<string, string>(); // frontend state path -> backend state path
+  constructor(
+    private readonly xs: XenStore,
+    private readonly token: string,
+    private readonly root = BACKEND_ROOT,
+  ) {}
+
+  /** After a pass: watch what it wrote, forget what no longer needs watching. */
+  update(actions: Console0Action[]): void {
+    for (const a of actions) {
+      const path = `${a.frontend}/state`;
+      if (!a.connected || this.#watched.has(path) || this.#watched.size >= MAX_DOMAINS) continue;
+      this.xs.watch(path, this.token);
+      this.#watched.set(path, `${this.root}/${a.domid}/0/state`);
+    }
+    for (const [path, backendState] of this.#watched) {
+      let state: string | undefined;
+      try {
+        state = readString(this.xs, backendState, SHORT);
+      } catch {
+        state = undefined; // unreadable: nothing a watch here could fix
+      }
+      if (state === INIT_WAIT) continue;
+      this.#watched.delete(path);
+      try {
+        this.xs.unwatch(path, this.token);
+      } catch {
+        // The watch went with its domain.
+      }
+    }
+  }
+
+  get paths(): string[] {
+    return [...this.#watched.keys()];
+  }
 }

@@ -3,7 +3,7 @@
 // the backend as dom0's QEMU 10 leaves it, then the real command through libxenstore against
 // our server, the stub domain's frontend watched as QEMU's xen-bus watches it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BACKEND_ROOT, connectUndrained } from "../../agent/console0/connect.ts";
+import { BACKEND_ROOT, FrontendWatches, connectUndrained } from "../../agent/console0/connect.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import type { XenStoreAdmin } from "../../agent/xenstore/types.ts";
 import { openXenStore } from "../../ffi/xenstore.ts";
@@ -32,7 +32,7 @@ describe("one pass", () => {
     const xs = new MemoryXenStore();
     layOut(xs, "2", "2");
     const r = connectUndrained(xs);
-    expect(r).toEqual([{ domid: STUB, connected: true, line: expect.stringMatching(/^domain 7: console 0's backend is in InitWait: wrote \/local\/domain\/7\/console\/state = 4 \(Connected\), so that dom0's QEMU drains it$/) }]);
+    expect(r).toEqual([{ domid: STUB, frontend: FE, connected: true, line: expect.stringMatching(/^domain 7: console 0's backend is in InitWait: wrote \/local\/domain\/7\/console\/state = 4 \(Connected; it was absent\), so that dom0's QEMU drains it$/) }]);
     expect(text(xs.read(`${FE}/state`))).toBe("4");
     // Console 1 speaks xenbus states itself: only console 0 is touched.
     expect(text(xs.read(`/local/domain/${STUB}/device/console/1/state`))).toBe("4");
@@ -53,7 +53,7 @@ describe("one pass", () => {
     const xs = new MemoryXenStore();
     layOut(xs, "2");
     xs.write(`${BE}/frontend`, "/local/domain/0/control");
-    expect(connectUndrained(xs)).toEqual([{ domid: STUB, connected: false, line: expect.stringMatching(/names frontend "\/local\/domain\/0\/control", not \/local\/domain\/7\/console; left alone$/) }]);
+    expect(connectUndrained(xs)).toEqual([{ domid: STUB, frontend: FE, connected: false, line: expect.stringMatching(/names frontend "\/local\/domain\/0\/control", not \/local\/domain\/7\/console; left alone$/) }]);
     expect(() => xs.read("/local/domain/0/control/state")).toThrow(/ENOENT/);
     xs.write(`${BE}/frontend`, FE);
     xs.write(`${FE}/type`, "xenconsoled");
@@ -64,7 +64,7 @@ describe("one pass", () => {
     const xs = new MemoryXenStore();
     layOut(xs, "2");
     xs.write(`${FE}/type`, "ioemu".repeat(10));
-    expect(connectUndrained(xs)).toEqual([{ domid: STUB, connected: false, line: expect.stringMatching(/^domain 7: .*E2BIG.*50 bytes, limit 16/) }]);
+    expect(connectUndrained(xs)).toEqual([{ domid: STUB, frontend: FE, connected: false, line: expect.stringMatching(/^domain 7: .*E2BIG.*50 bytes, limit 16/) }]);
     expect(() => xs.read(`${FE}/state`)).toThrow(/ENOENT/);
   });
 
@@ -74,6 +74,37 @@ describe("one pass", () => {
     xs.write(`${BACKEND_ROOT}/x7/0/state`, "2");
     xs.write(`${BACKEND_ROOT}/007/0/state`, "2");
     expect(connectUndrained(xs)).toEqual([]);
+  });
+});
+
+describe("frontend watches", () => {
+  it("a frontend state written is watched while its backend is in InitWait, then let go", () => {
+    const xs = new MemoryXenStore();
+    layOut(xs, "2");
+    const w = new FrontendWatches(xs, "t");
+    w.update(connectUndrained(xs));
+    expect(w.paths).toEqual([`${FE}/state`]);
+    // Still InitWait: kept, and not watched twice.
+    w.update(connectUndrained(xs));
+    expect(w.paths).toEqual([`${FE}/state`]);
+    xs.write(`${BE}/state`, "4");
+    w.update(connectUndrained(xs));
+    expect(w.paths).toEqual([]);
+  });
+
+  it("nothing written, nothing watched; a domain that went away is let go", () => {
+    const xs = new MemoryXenStore();
+    layOut(xs, "4");
+    const w = new FrontendWatches(xs, "t");
+    w.update(connectUndrained(xs));
+    expect(w.paths).toEqual([]);
+    xs.write(`${BE}/state`, "2");
+    w.update(connectUndrained(xs));
+    expect(w.paths).toEqual([`${FE}/state`]);
+    xs.rm(`${BACKEND_ROOT}/${STUB}`);
+    xs.rm(FE);
+    w.update(connectUndrained(xs));
+    expect(w.paths).toEqual([]);
   });
 });
 
@@ -124,6 +155,21 @@ describe("the command, through libxenstore", () => {
     layOut(dom0, "1");
     dom0.write(`${BE}/state`, "2"); // QEMU's realize
     await until(/domain 7: console 0's backend is in InitWait: wrote/);
+    expect(text(dom0.read(`${FE}/state`))).toBe("4");
+    // The frontend state set back while the backend still waits, and no backend change after it
+    // (1 create in 7 on nested 4.20): the watch on the frontend state writes it again.
+    const first = out.length;
+    dom0.write(`${FE}/state`, "1");
+    const again = async () => {
+      const deadline = Date.now() + 10_000;
+      while (!/console 0's backend is in InitWait: wrote/.test(out.slice(first)) && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        out += new TextDecoder().decode(value);
+      }
+    };
+    await again();
+    expect(out.slice(first)).toMatch(/domain 7: console 0's backend is in InitWait: wrote .*it was "1"/);
     expect(text(dom0.read(`${FE}/state`))).toBe("4");
     p.kill("SIGTERM");
     expect(await p.exited).toBe(0);

@@ -547,9 +547,9 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
   if [ "$kind" = ours ]; then
     said=$(grep -c "domain $stub_id: console 0's backend is in InitWait: wrote" /e2e/console0.log)
     logged=$(grep -c 'info  QEMU ready' /var/log/xen/qemu-dm-$guest.log)
-    # At least once: the service writes again whenever it sees the backend in InitWait with the
-    # frontend not Connected (1 run in 6 on 4.20 it wrote twice; what reset the state between its
-    # passes is not known yet).
+    # At least once: 1 create in 7 on 4.20 something set the frontend state back while the
+    # backend still waited, and the service wrote it again (its lines say what the state was;
+    # FrontendWatches in connect.ts).
     if [ "$logged" -gt 0 ] && { [ "$xen" = 4.17 ] || [ "$said" -ge 1 ]; }; then
       pass console0 "the stub domain's log reached dom0; stubdom-console0 wrote the frontend state $said time(s)"
     else
