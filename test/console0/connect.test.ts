@@ -2,7 +2,7 @@
 // domain's consoles (libxl_console.c libxl__device_console_add, libxl__device_generic_add) with
 // the backend as dom0's QEMU 10 leaves it, then the real command through libxenstore against
 // our server, the stub domain's frontend watched as QEMU's xen-bus watches it.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { BACKEND_ROOT, FrontendWatches, connectUndrained } from "../../agent/console0/connect.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import type { XenStoreAdmin } from "../../agent/xenstore/types.ts";
@@ -140,6 +140,7 @@ describe("the command, through libxenstore", () => {
   it("watching: a console 0 that reaches InitWait later is connected within the watch event, until SIGTERM", async () => {
     const dom0 = openXenStore({ path: server.socket });
     const p = spawn([]);
+    onTestFinished(() => p.kill("SIGKILL")); // a failed expectation must not leave it running
     const reader = p.stdout.getReader();
     let out = "";
     const until = async (re: RegExp) => {
