@@ -4,7 +4,7 @@
 // values are escaped (escapeText, then the exposition's own \\, \" and \n), a NIC is labelled by
 // its index (unique by construction) so a report that repeats a name cannot make two series
 // collide, and an invalid value is left out and counted in xen_stubdom_invalid_values.
-import { PHASES } from "./schema.ts";
+import { PCI_STATES, PHASES } from "./schema.ts";
 import type { XenStore } from "../xenstore/types.ts";
 import { readString } from "../xenstore/util.ts";
 import { qemuExited, valid as ok, type Health, type HeartbeatSeen, type ReaderClock, type StubReport } from "./reader.ts";
@@ -88,7 +88,7 @@ export function renderPrometheus(reports: StubReport[], opts: PrometheusOptions)
     for (const h of HEALTH_STATES) g("xen_stubdom_health", "The reader's verdict on the report (a state set).", r.health === h ? 1 : 0, { health: h });
     const phase = ok(f.phase);
     for (const p of PHASES) g("xen_stubdom_phase", "The stub domain's phase (a state set; all 0 when the phase is missing or invalid).", phase === p ? 1 : 0, { phase: p });
-    const invalid = Object.values(f).filter((v) => v?.state === "invalid").length + r.nics.filter((n) => n.field.state === "invalid").length;
+    const invalid = Object.values(f).filter((v) => v?.state === "invalid").length + [...r.nics, ...r.pci].filter((n) => n.field.state === "invalid").length;
     g("xen_stubdom_invalid_values", "Values of the report that failed validation (left out of the other metrics).", invalid);
     g("xen_stubdom_unknown_keys", "Keys of the report this reader does not know (ignored).", r.extraKeys.count);
     if (r.health === "unreachable") continue;
@@ -144,6 +144,13 @@ export function renderPrometheus(reports: StubReport[], opts: PrometheusOptions)
       c("xen_stubdom_nic_transmit_bytes_total", "Bytes sent by the netfront.", v.tx_bytes, nic);
       c("xen_stubdom_nic_transmit_dropped_total", "Sent packets dropped.", v.tx_dropped, nic);
       c("xen_stubdom_nic_spoofed_dropped_total", "Frames from the guest with a source MAC or IP not its own, dropped.", v.spoofed_dropped, nic);
+    }
+    for (const p of r.pci) {
+      if (p.field.state !== "ok") continue;
+      const v = p.field.value;
+      for (const state of PCI_STATES) {
+        g("xen_stubdom_pci_device_state", "A passthrough device's state in the stub domain (a state set).", v.state === state ? 1 : 0, { bdf: v.bdf, state });
+      }
     }
   }
   const out: string[] = [];

@@ -18,13 +18,18 @@ import {
   HEALTH_VERSION,
   MAX_DOMID,
   MAX_NICS,
+  MAX_PCI,
   decodeKey,
   decodeNic,
+  decodePci,
   healthDir,
   nicKey,
+  pciKey,
+  type Decoded,
   type HealthKey,
   type HealthValue,
   type NicHealth,
+  type PciHealth,
 } from "./schema.ts";
 
 /** Bound on the domains looked at by --all. */
@@ -57,6 +62,8 @@ export interface StubReport {
   reasons: string[];
   fields: Fields;
   nics: { index: number; field: Field<NicHealth> }[];
+  /** PCI passthrough devices, `pci/<index>`. */
+  pci: { index: number; field: Field<PciHealth> }[];
   /** Keys the schema does not know: counted, a few names quoted (escaped). */
   extraKeys: { count: number; sample: string[] };
 }
@@ -170,7 +177,7 @@ export function collectReports(
 }
 
 export function unreachableReport(t: { stubdom: number | null; guest: number | null }, reason: string): StubReport {
-  return { ...t, health: "unreachable", reasons: [reason], fields: {}, nics: [], extraKeys: { count: 0, sample: [] } };
+  return { ...t, health: "unreachable", reasons: [reason], fields: {}, nics: [], pci: [], extraKeys: { count: 0, sample: [] } };
 }
 
 /** undefined = absent; a string = the read failed for another reason. */
@@ -225,25 +232,30 @@ function readFields(xs: XenStore, target: Target, tx: TxId): StubReport {
     const d = decodeKey(k, raw);
     (fields as Record<string, Field<unknown>>)[k] = d.ok ? { state: "ok", value: d.value } : { state: "invalid", reason: d.reason, raw: preview(raw) };
   }
-  const nics: StubReport["nics"] = [];
-  for (let i = 0; i < MAX_NICS; i++) {
-    const raw = readRaw(xs, `${base}/${nicKey(i)}`, tx);
-    if (raw === undefined) continue;
-    if (typeof raw === "string") {
-      nics.push({ index: i, field: { state: "invalid", reason: raw, raw: "" } });
-      continue;
+  const entries = <T>(max: number, keyOf: (i: number) => string, decode: (raw: Uint8Array) => Decoded<T>) => {
+    const out: { index: number; field: Field<T> }[] = [];
+    for (let i = 0; i < max; i++) {
+      const raw = readRaw(xs, `${base}/${keyOf(i)}`, tx);
+      if (raw === undefined) continue;
+      if (typeof raw === "string") {
+        out.push({ index: i, field: { state: "invalid", reason: raw, raw: "" } });
+        continue;
+      }
+      const d = decode(raw);
+      out.push({ index: i, field: d.ok ? { state: "ok", value: d.value } : { state: "invalid", reason: d.reason, raw: preview(raw) } });
     }
-    const d = decodeNic(raw);
-    nics.push({ index: i, field: d.ok ? { state: "ok", value: d.value } : { state: "invalid", reason: d.reason, raw: preview(raw) } });
-  }
-  const known = new Set<string>([...HEALTH_KEYS, "nic"]);
+    return out;
+  };
+  const nics = entries(MAX_NICS, nicKey, decodeNic);
+  const pci = entries(MAX_PCI, pciKey, decodePci);
+  const known = new Set<string>([...HEALTH_KEYS, "nic", "pci"]);
   const unknown = names.filter((n) => !known.has(n));
   const extraKeys = {
     count: unknown.length,
     sample: unknown.slice(0, EXTRA_SAMPLE).map((n) => preview(new TextEncoder().encode(n), 32)),
   };
   crossCheck(fields, raws);
-  return { ...target, health: "ok", reasons: [], fields, nics, extraKeys };
+  return { ...target, health: "ok", reasons: [], fields, nics, pci, extraKeys };
 }
 
 const invalidate = (fields: Fields, k: HealthKey, raws: Map<string, Uint8Array>, reason: string) => {
@@ -323,7 +335,8 @@ function assess(r: StubReport, clock: ReaderClock, seen?: Map<number, HeartbeatS
   const coreBad = CORE.some((k) => f[k]?.state !== "ok");
   const invalid = Object.entries(f).filter(([, v]) => v?.state === "invalid").map(([k]) => k);
   const badNics = r.nics.filter((n) => n.field.state === "invalid").map((n) => nicKey(n.index));
-  const others = [...invalid, ...badNics].filter((k) => !CORE.includes(k as HealthKey));
+  const badPci = r.pci.filter((n) => n.field.state === "invalid").map((n) => pciKey(n.index));
+  const others = [...invalid, ...badNics, ...badPci].filter((k) => !CORE.includes(k as HealthKey));
   if (others.length > 0) r.reasons.push(`values that failed validation: ${others.join(", ")}`);
   r.health = coreBad ? "invalid" : stale ? "stale" : others.length > 0 ? "invalid" : "ok";
 }

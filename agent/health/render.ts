@@ -3,7 +3,7 @@
 // what a value means, escaping says how it may be printed, and neither replaces the other.
 import { fmtDuration, qemuExited, valid as ok, type Field, type StubReport } from "./reader.ts";
 import { escapeText, safeJson, truncate } from "./sanitize.ts";
-import type { Confinement, NicHealth } from "./schema.ts";
+import type { Confinement, NicHealth, PciHealth } from "./schema.ts";
 
 const cell = <T>(f: Field<T> | undefined, fmt: (v: T) => string, missing = "-"): string =>
   f === undefined ? missing : f.state === "invalid" ? "invalid" : fmt(f.value);
@@ -64,6 +64,12 @@ const nicLine = (i: number, n: NicHealth) =>
   `nic${i} ${n.name}${n.tap ? `<->${n.tap}` : ""} ${n.link}${n.redirect ? ` (redirect: ${n.redirect})` : ""}: rx ${n.rx_packets} pkts ${bytes(n.rx_bytes)} ${n.rx_dropped} dropped, ` +
   `tx ${n.tx_packets} pkts ${bytes(n.tx_bytes)} ${n.tx_dropped} dropped, ${n.spoofed_dropped} spoofed dropped`;
 
+/** "pci 0000:03:00.0 8086:10d3 present for 12.0s", then the error, escaped. */
+const pciLine = (p: PciHealth, uptime: number | undefined) =>
+  `pci ${p.bdf}${p.local ? ` (here ${p.local})` : ""}${p.vendor && p.device ? ` ${p.vendor}:${p.device}` : ""} ${p.state}` +
+  `${uptime !== undefined && uptime >= p.since_ms ? ` for ${fmtDuration(uptime - p.since_ms)}` : ""}` +
+  `${p.error ? `: ${truncate(escapeText(p.error), 300)}` : ""}`;
+
 export const confinementText = (c: Confinement): string =>
   c.off !== undefined && !c.seccomp
     ? `OFF (${escapeText(c.off)})${c.qemu_sandbox ? ", QEMU -sandbox" : ""}`
@@ -82,6 +88,7 @@ function details(r: StubReport): string[] {
   const out: string[] = [];
   if (r.health !== "ok") for (const reason of r.reasons) out.push(`${r.health}: ${reason}`);
   for (const n of r.nics) if (n.field.state === "ok") out.push(nicLine(n.index, n.field.value));
+  for (const p of r.pci) if (p.field.state === "ok") out.push(pciLine(p.field.value, ok(f.uptime_ms)));
   const exit = exitText(r);
   if (exit !== undefined) {
     const at = ok(f.exit_at_ms);
@@ -100,8 +107,8 @@ function details(r: StubReport): string[] {
   for (const [k, v] of Object.entries(f)) {
     if (v?.state === "invalid") out.push(`invalid ${k}: ${v.reason}${v.raw ? `: "${v.raw}"` : ""}`);
   }
-  for (const n of r.nics) {
-    if (n.field.state === "invalid") out.push(`invalid nic/${n.index}: ${n.field.reason}${n.field.raw ? `: "${n.field.raw}"` : ""}`);
+  for (const [kind, list] of [["nic", r.nics], ["pci", r.pci]] as const) {
+    for (const n of list) if (n.field.state === "invalid") out.push(`invalid ${kind}/${n.index}: ${n.field.reason}${n.field.raw ? `: "${n.field.raw}"` : ""}`);
   }
   if (r.extraKeys.count > 0) out.push(`${r.extraKeys.count} unknown keys ignored (${r.extraKeys.sample.join(", ")}${r.extraKeys.count > r.extraKeys.sample.length ? ", …" : ""})`);
   return out;
@@ -156,6 +163,7 @@ export function reportJson(r: StubReport): Record<string, unknown> {
     reasons: r.reasons,
     values,
     nics: r.nics.map((n) => (n.field.state === "ok" ? { index: n.index, ...n.field.value } : { index: n.index, invalid: { reason: n.field.reason, raw: n.field.raw } })),
+    pci: r.pci.map((n) => (n.field.state === "ok" ? { index: n.index, ...n.field.value } : { index: n.index, invalid: { reason: n.field.reason, raw: n.field.raw } })),
     invalid,
     extra_keys: r.extraKeys,
   };

@@ -22,6 +22,10 @@ export const MAX_VALUE_BYTES = 1023;
 /** Free text (error, stderr tail) is cut to this many UTF-8 bytes by the writer. */
 export const MAX_TEXT_BYTES = 900;
 export const MAX_NICS = 8;
+/** PCI passthrough devices looked at and reported, at most (Qubes' sys-net and sys-usb have a few). */
+export const MAX_PCI = 8;
+/** A passthrough device's error, cut by the writer to this many UTF-8 bytes. */
+export const MAX_PCI_ERROR_BYTES = 400;
 export const MAX_BOOT_PHASES = 16;
 /** The writer's heartbeat interval bounds; the kernel command line allows 1..3600 s. */
 export const MIN_INTERVAL_MS = 100;
@@ -105,6 +109,29 @@ export const NicSchema = z.strictObject({
 });
 export type NicHealth = z.output<typeof NicSchema>;
 
+export const PCI_STATES = ["waiting", "present", "missing", "removing"] as const;
+const hex4 = z.string().regex(/^[0-9a-f]{4}$/, "not four hex digits");
+
+/** One passthrough device (agent/pci/tracker.ts says what each state means). */
+const bdf = z.string().regex(/^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$/, "not a PCI address");
+export const PciSchema = z.strictObject({
+  /** The host's address: what libxl gives QEMU. */
+  bdf,
+  /** Where pcifront shows it in the stub domain, when that differs (pciback not in passthrough mode). */
+  local: bdf.optional(),
+  state: z.enum(PCI_STATES),
+  vendor: hex4.optional(),
+  device: hex4.optional(),
+  since_ms: count,
+  error: z
+    .string()
+    .refine((s) => s.search(CONTROL_CHARS) < 0, "contains control characters")
+    .refine((s) => utf8Bytes(s) <= MAX_PCI_ERROR_BYTES, `longer than ${MAX_PCI_ERROR_BYTES} bytes`)
+    .optional(),
+});
+export type PciHealth = z.output<typeof PciSchema>;
+export type PciState = (typeof PCI_STATES)[number];
+
 /** How QEMU is confined (agent/qemu/confine.ts): what an administrator checks first after an exploit report. */
 export const ConfinementSchema = z.strictObject({
   /** Our seccomp filter is installed (stubdom-confine). */
@@ -175,11 +202,14 @@ export const HEALTH_KEYS = Object.keys(KEYS) as HealthKey[];
 export type HealthValue<K extends HealthKey> = z.output<(typeof KEYS)[K]["schema"]>;
 
 /** The whole report as the writer holds it and the reader rebuilds it. */
-export type HealthRecord = { -readonly [K in HealthKey]?: HealthValue<K> } & { nics: NicHealth[] };
+export type HealthRecord = { -readonly [K in HealthKey]?: HealthValue<K> } & { nics: NicHealth[]; pci?: PciHealth[] };
 
 /** NIC i is stored at `nic/<i>` as compact JSON, i < MAX_NICS. */
 export const nicKey = (i: number) => `nic/${i}`;
 const nicCodec = key(json(NicSchema), (v) => JSON.stringify(v));
+/** PCI device i is stored at `pci/<i>` as compact JSON, i < MAX_PCI. */
+export const pciKey = (i: number) => `pci/${i}`;
+const pciCodec = key(json(PciSchema), (v) => JSON.stringify(v));
 
 /** The keys and values that represent `rec`, relative to healthDir(). */
 export function encodeHealth(rec: HealthRecord): Map<string, string> {
@@ -190,6 +220,7 @@ export function encodeHealth(rec: HealthRecord): Map<string, string> {
     out.set(k, (KEYS[k].format as (v: unknown) => string)(v));
   }
   rec.nics.slice(0, MAX_NICS).forEach((nic, i) => out.set(nicKey(i), nicCodec.format(nic)));
+  (rec.pci ?? []).slice(0, MAX_PCI).forEach((dev, i) => out.set(pciKey(i), pciCodec.format(dev)));
   return out;
 }
 
@@ -221,4 +252,8 @@ export function decodeKey<K extends HealthKey>(k: K, raw: Uint8Array): Decoded<H
 
 export function decodeNic(raw: Uint8Array): Decoded<NicHealth> {
   return decodeWith(nicCodec.schema, raw);
+}
+
+export function decodePci(raw: Uint8Array): Decoded<PciHealth> {
+  return decodeWith(pciCodec.schema, raw);
 }

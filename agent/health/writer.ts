@@ -12,6 +12,7 @@
 import type { Clock, Logger } from "../log.ts";
 import { transaction } from "../xenstore/transaction.ts";
 import { XenStoreError, type TxId, type XenStore } from "../xenstore/types.ts";
+import { headUtf8, tailUtf8 } from "./cut.ts";
 import { procMemory, procRss, type MemInfo, type ProcRss } from "./proc.ts";
 import {
   BOOT_PHASE_NAME,
@@ -22,14 +23,18 @@ import {
   MAX_BOOT_PHASES,
   MAX_INTERVAL_MS,
   MAX_NICS,
+  MAX_PCI,
+  MAX_PCI_ERROR_BYTES,
   MAX_TEXT_BYTES,
   MIN_INTERVAL_MS,
   NicSchema,
+  PciSchema,
   encodeHealth,
   healthDir,
   type Confinement,
   type HealthRecord,
   type NicHealth,
+  type PciHealth,
   type Phase,
 } from "./schema.ts";
 
@@ -44,6 +49,8 @@ export interface HealthSources {
    * the interval) is not waited for: that heartbeat keeps the previous counters.
    */
   nics(): NicHealth[] | Promise<NicHealth[]>;
+  /** PCI passthrough devices (agent/pci/tracker.ts), at most MAX_PCI reported. */
+  pci(): PciHealth[];
 }
 
 export const procSources: HealthSources = {
@@ -51,6 +58,7 @@ export const procSources: HealthSources = {
   agentRss: () => procRss("self"),
   qemuRss: (pid) => procRss(pid),
   nics: () => [],
+  pci: () => [],
 };
 
 export interface HealthWriterOptions {
@@ -64,7 +72,7 @@ export interface HealthWriterOptions {
   clock: Clock;
   /** Wall clock, ms since the epoch; default Date.now. */
   wallClock?: () => number;
-  /** Missing sources fall back to procSources (nics: none). */
+  /** Missing sources fall back to procSources (NICs and PCI devices: none). */
   sources?: Partial<HealthSources>;
   /** Runs `fn` every `ms` until the returned function is called; default setInterval. */
   every?: (ms: number, fn: () => void) => () => void;
@@ -116,36 +124,6 @@ const defaultEvery = (ms: number, fn: () => void) => {
   return () => clearInterval(t);
 };
 
-const encoder = new TextEncoder();
-
-/** The last `maxBytes` bytes of `s` as UTF-8, cut on a character boundary, controls replaced. */
-export function tailUtf8(s: string, maxBytes: number): string {
-  const clean = s.replace(CONTROL_CHARS, "\uFFFD");
-  const chars = Array.from(clean);
-  let bytes = 0;
-  let i = chars.length;
-  while (i > 0) {
-    const n = encoder.encode(chars[i - 1]).length;
-    if (bytes + n > maxBytes) break;
-    bytes += n;
-    i--;
-  }
-  return chars.slice(i).join("");
-}
-
-/** The first `maxBytes` bytes of `s` as UTF-8, cut on a character boundary, controls replaced. */
-export function headUtf8(s: string, maxBytes: number): string {
-  const chars = Array.from(s.replace(CONTROL_CHARS, "\uFFFD"));
-  let bytes = 0;
-  let i = 0;
-  for (; i < chars.length; i++) {
-    const n = encoder.encode(chars[i]).length;
-    if (bytes + n > maxBytes) break;
-    bytes += n;
-  }
-  return chars.slice(0, i).join("");
-}
-
 const QMP_STATUS = /^[a-z][a-z-]{0,31}$/;
 const SIGNAL = /^SIG[A-Z0-9]{1,12}$/;
 const isCount = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
@@ -166,6 +144,7 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
     phase: "booting",
     phase_since_ms: nowMs(),
     nics: [],
+    pci: [],
   };
   const boot: Record<string, number> = {};
   /** What the last committed transaction left in xenstore; undefined before the first. */
@@ -211,16 +190,20 @@ export function createHealthWriter(opts: HealthWriterOptions): HealthWriter {
     const qrss = qemuAlive && pid !== undefined ? sample("QEMU RSS", () => sources.qemuRss(pid)) : undefined;
     rec.qemu_rss_kib = qrss && isCount(qrss.rssKib) ? qrss.rssKib : undefined;
     rec.qemu_rss_anon_kib = qrss && isCount(qrss.anonKib) ? qrss.anonKib : undefined;
+    const pci = sample("PCI devices", sources.pci);
+    const cut = (p: PciHealth) => (p.error === undefined ? p : { ...p, error: headUtf8(p.error, MAX_PCI_ERROR_BYTES) });
+    if (pci) rec.pci = valid("PCI device", PciSchema, pci.slice(0, MAX_PCI).map(cut));
   };
 
-  const setNics = (nics: NicHealth[]) => {
-    // The reader would refuse a malformed entry anyway; refusing it here says which source erred.
-    rec.nics = nics.slice(0, MAX_NICS).filter((n, i) => {
-      const r = NicSchema.safeParse(n);
-      if (!r.success) problem(`health: NIC ${i}`, new Error(r.error.issues[0]?.message ?? "invalid"));
+  // The reader would refuse a malformed entry anyway; refusing it here says which source erred.
+  function valid<T>(what: string, schema: { safeParse(v: unknown): { success: boolean; error?: { issues: { message: string }[] } } }, items: T[]): T[] {
+    return items.filter((n, i) => {
+      const r = schema.safeParse(n);
+      if (!r.success) problem(`health: ${what} ${i}`, new Error(r.error?.issues[0]?.message ?? "invalid"));
       return r.success;
     });
-  };
+  }
+  const setNics = (nics: NicHealth[]) => void (rec.nics = valid("NIC", NicSchema, nics.slice(0, MAX_NICS)));
 
   /** Sample everything and write: at once, or when the NIC source's promise settles or times out. */
   const beat = () => {

@@ -26,7 +26,7 @@
 // an empty drive, and removes the fdset itself at the next cd-insert.
 import type { Logger } from "../log.ts";
 import { XenStoreError, type XenStore } from "../xenstore/types.ts";
-import type { AgentEvent, Listeners } from "./events.ts";
+import type { Listeners } from "./events.ts";
 
 /** XenbusState values (xen/include/public/io/xenbus.h) that matter here. */
 export const XENBUS = { connected: 4 } as const;
@@ -322,11 +322,9 @@ export function holdsOpaque(sets: unknown, id: number, opaque: string): boolean 
 export const CDROM_WATCH_TOKEN = "stubdom-init:cdrom";
 
 export interface CdromWatchOptions extends Omit<CdromDeps, "xs" | "vbdDir"> {
-  xs: Pick<XenStore, "read" | "directory" | "watch" | "onWatch">;
+  xs: Pick<XenStore, "read" | "directory" | "watch">;
   stubDomid: number;
-  /** The supervisor's queue: watch events enter the one loop there... */
-  queue: { push(e: AgentEvent): void };
-  /** ...and come back out through its listeners. */
+  /** Watch events come back out of the supervisor's loop here (queueWatchEvents, events.ts). */
   listeners: Listeners;
 }
 
@@ -341,7 +339,6 @@ export function watchCdroms(o: CdromWatchOptions): CdromFdsets {
   o.listeners.on("xenstore", (e) => {
     if (e.token === CDROM_WATCH_TOKEN) cdrom.onWatch(e.path);
   });
-  o.xs.onWatch((e) => o.queue.push({ kind: "xenstore", path: e.path, token: e.token }));
   try {
     o.xs.watch(vbdDir, CDROM_WATCH_TOKEN);
     o.log.info(`cdrom: watching ${vbdDir} for libxl's CD-ROM changes`);

@@ -20,6 +20,11 @@ export type AgentEvent =
   | { kind: "linksLost"; reason: string }
   | { kind: "fatal"; reason: string };
 
+/** Every xenstore watch event of `xs` enters the one loop, whoever set the watch. */
+export function queueWatchEvents(xs: { onWatch(fn: (e: { path: string; token: string }) => void): () => void }, queue: { push(e: AgentEvent): void }): () => void {
+  return xs.onWatch((e) => queue.push({ kind: "xenstore", path: e.path, token: e.token }));
+}
+
 /** The event kinds the supervisor hands to listeners instead of its QEMU table. */
 export type ListenedKind = "qmp" | "xenstore" | "link" | "linksLost";
 type Of<K extends AgentEvent["kind"]> = Extract<AgentEvent, { kind: K }>;

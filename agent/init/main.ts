@@ -12,8 +12,7 @@ import { openXenStore } from "../../ffi/xenstore.ts";
 import { parseCmdline } from "../config/cmdline.ts";
 import { loadConfig } from "../config/load.ts";
 import type { AgentOptions, StubdomConfig } from "../config/types.ts";
-import { createHealthWriter, type HealthWriter } from "../health/writer.ts";
-import type { NicHealth } from "../health/schema.ts";
+import { createHealthWriter, type HealthSources, type HealthWriter } from "../health/writer.ts";
 import { createLogger, stderrSink, uptimeClock, type Logger } from "../log.ts";
 import { createTap, linkNic, openNetlink, startDhcp, unlinkNic } from "../net/index.ts";
 import type { XenStore } from "../xenstore/types.ts";
@@ -24,6 +23,10 @@ import { parseModulesBuiltin } from "../build/modules.ts";
 import { onNicUnplug, type LinkedNics } from "./nic-unplug.ts";
 import { NicLinks, watchLinks } from "./link-events.ts";
 import { watchCdroms } from "./cdrom.ts";
+import { queueWatchEvents } from "./events.ts";
+import { sysfsPci } from "../pci/sysfs.ts";
+import { watchPci } from "../pci/watch.ts";
+import type { PciTracker } from "../pci/tracker.ts";
 import { devNodes } from "./cdrom-devices.ts";
 import { realPowerButtonSys, watchPowerButtons } from "./power-button.ts";
 import type { Machine, PowerOffReason } from "./platform.ts";
@@ -94,7 +97,7 @@ export async function runInit(): Promise<never> {
   process.off("SIGINT", onEarlySignal);
 
   // From here on PID 1 may not die.
-  const { plan, deps, options, config, net, xs, health: report, saveStream } = booted;
+  const { plan, deps, options, config, net, xs, health: report, saveStream, pci } = booted;
   const sup = new Supervisor(plan, deps);
   for (const signal of earlySignals) sup.queue.push({ kind: "signal", signal });
   if (options.shell) startDebugShell(deps.processes, log);
@@ -110,9 +113,13 @@ export async function runInit(): Promise<never> {
     sup.listeners.on("qmp", onNicUnplug(net.pairs, unplugged, log));
     watchLinks({ nl: net.nl, links: net.links, queue: sup.queue, listeners: sup.listeners });
   }
+  queueWatchEvents(xs, sup.queue);
   watchCdroms({
-    xs, stubDomid: config.stubDomid, queue: sup.queue, listeners: sup.listeners,
+    xs, stubDomid: config.stubDomid, listeners: sup.listeners,
     qmp: () => sup.monitor, devices: devNodes, log, report: (m) => report.error(m),
+  });
+  pci.tracker = watchPci({
+    xs, stubDomid: config.stubDomid, sysfs: sysfsPci(), listeners: sup.listeners, nowMs, log, report: (m) => report.error(m),
   });
   // Started with supervision: a press before that is lost, as it would be with no listener.
   watchPowerButtons(realPowerButtonSys(), (device) => {
@@ -136,6 +143,8 @@ interface Booted {
   xs: XenStore;
   health: HealthWriter;
   saveStream: SaveStream | null;
+  /** Set once supervision starts; the health report reads it from the first heartbeat. */
+  pci: { tracker?: PciTracker };
 }
 
 /** The NIC pairs linked at boot, and what keeps them linked afterwards. */
@@ -165,7 +174,11 @@ async function bootStubdom(
   const xs = boot.run("xenstore", () => connectXenStore(options, log));
   // NIC entries come from the pairs once the network phase linked them.
   const nics: { links?: NicLinks } = {};
-  const health = startHealth(xs, options, log, () => nics.links?.health() ?? []);
+  const pci: { tracker?: PciTracker } = {};
+  const health = startHealth(xs, options, log, {
+    nics: () => nics.links?.health() ?? [],
+    pci: () => pci.tracker?.health() ?? [],
+  });
   setHealth(health);
   for (const [name, at] of boot.times) health.bootPhase(name, at);
   boot.health = health;
@@ -202,7 +215,7 @@ async function bootStubdom(
     nowMs,
     entryMs,
   });
-  return { plan, deps, options, config, net, xs, health, saveStream };
+  return { plan, deps, options, config, net, xs, health, saveStream, pci };
 }
 
 /** Times of each boot phase in ms since kernel start, for the log and the health report. */
@@ -316,10 +329,10 @@ function connectXenStore(options: AgentOptions, log: Logger): XenStore {
   return openXenStore(path === undefined ? {} : { path });
 }
 
-function startHealth(xs: XenStore, options: AgentOptions, log: Logger, nics: () => NicHealth[] | Promise<NicHealth[]>): HealthWriter {
+function startHealth(xs: XenStore, options: AgentOptions, log: Logger, sources: Pick<HealthSources, "nics" | "pci">): HealthWriter {
   const domid = options.domid ?? Number(new TextDecoder().decode(xs.read("domid")));
   if (!Number.isInteger(domid) || domid <= 0) throw new Error(`cannot tell our own domid (read ${domid})`);
-  const w = createHealthWriter({ xs, domid, log: log.child("health"), clock, intervalMs: options.healthInterval * 1000, sources: { nics } });
+  const w = createHealthWriter({ xs, domid, log: log.child("health"), clock, intervalMs: options.healthInterval * 1000, sources });
   w.start();
   return w;
 }

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { collectReports, findStubdom, readReport, type HeartbeatSeen, type ReaderClock } from "../../agent/health/reader.ts";
 import { renderJson, renderTable } from "../../agent/health/render.ts";
-import { healthDir } from "../../agent/health/schema.ts";
+import { healthDir, type PciHealth } from "../../agent/health/schema.ts";
+import { renderPrometheus } from "../../agent/health/prometheus.ts";
 import { MemoryXenStore } from "../../agent/xenstore/memory.ts";
 import { GUEST, libxlLayout, manualTimer, STUB, testClock, testWriter } from "./helpers.ts";
 
@@ -12,7 +13,9 @@ function world() {
   const { dom0, stub } = libxlLayout();
   const clock = testClock();
   const timer = manualTimer();
+  const pci: PciHealth[] = [];
   const w = testWriter(stub, clock, timer.every, {
+    pci: () => pci,
     memory: () => ({ totalKib: 118_204, availableKib: 61_032 }),
     agentRss: () => ({ rssKib: 31_744, anonKib: 12_288 }),
     qemuRss: () => ({ rssKib: 27_648, anonKib: 11_264 }),
@@ -42,7 +45,7 @@ function world() {
     },
   };
   const report = (seen?: Map<number, HeartbeatSeen>) => readReport(dom0, { stubdom: STUB, guest: GUEST }, reader, seen);
-  return { dom0, stub, w, timer, clock, reader, report };
+  return { dom0, stub, w, timer, clock, reader, report, pci };
 }
 
 async function running() {
@@ -86,6 +89,35 @@ describe("reader", () => {
       extra_keys: { count: 0, sample: [] },
     });
     expect(json[0].nics[0]).toMatchObject({ index: 0, name: "eth0", spoofed_dropped: 3 });
+  });
+
+  test("passthrough devices: a line each, with its IDs, time in state and error; a hostile entry is named, not shown", async () => {
+    const t = await running();
+    t.pci.push(
+      { bdf: "0000:03:00.0", state: "present", vendor: "8086", device: "10d3", since_ms: 2_000 },
+      { bdf: "0000:04:00.0", state: "missing", since_ms: 12_000, error: "0000:04:00.0 not in /sys/bus/pci/devices 10000 ms after libxl assigned it (pcifront state 4)" },
+    );
+    t.clock.advance(5_000);
+    t.timer.fire();
+    let r = t.report();
+    expect(r.health).toBe("ok");
+    const table = renderTable([r]);
+    expect(table).toContain("    pci 0000:03:00.0 8086:10d3 present for 1m05s\n");
+    expect(table).toContain("    pci 0000:04:00.0 missing for 55s: 0000:04:00.0 not in /sys/bus/pci/devices 10000 ms after libxl assigned it (pcifront state 4)\n");
+    expect(JSON.parse(renderJson([r]))[0].pci).toEqual([
+      { index: 0, bdf: "0000:03:00.0", state: "present", vendor: "8086", device: "10d3", since_ms: 2_000 },
+      expect.objectContaining({ index: 1, state: "missing" }),
+    ]);
+    const metrics = renderPrometheus([r], { clock: t.reader });
+    expect(metrics).toMatch(/^xen_stubdom_pci_device_state\{.*bdf="0000:04:00.0",state="missing"\} 1$/m);
+    expect(metrics).toMatch(/^xen_stubdom_pci_device_state\{.*bdf="0000:04:00.0",state="present"\} 0$/m);
+    // What a compromised stub domain could write instead.
+    t.stub.write(`${BASE}/pci/1`, JSON.stringify({ bdf: "0000:04:00.0\u001b[2J", state: "present", since_ms: 1 }));
+    r = t.report();
+    expect(r.health).toBe("invalid");
+    expect(r.reasons).toContain("values that failed validation: pci/1");
+    expect(renderTable([r])).toMatch(/^ +invalid pci\/1: bdf: not a PCI address: "\{/m);
+    expect(renderTable([r])).not.toMatch(RAW_UNSAFE);
   });
 
   test("a crash is shown with its signal and the last stderr lines", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { decodeKey, decodeNic, healthDir, HEALTH_KEYS, MAX_TEXT_BYTES, type NicHealth } from "../../agent/health/schema.ts";
+import { decodeKey, decodeNic, decodePci, healthDir, HEALTH_KEYS, MAX_TEXT_BYTES, type NicHealth, type PciHealth } from "../../agent/health/schema.ts";
 import { createHealthWriter, type HealthSources } from "../../agent/health/writer.ts";
 import { XenStoreError, type XenStore } from "../../agent/xenstore/types.ts";
 import { libxlLayout, manualTimer, memLogger, STUB, testClock, text } from "./helpers.ts";
@@ -119,8 +119,16 @@ describe("health writer", () => {
     expect(countNodes(t.dom0, BASE)).toBeLessThan(60);
   });
 
-  test("the fullest possible report stays under 60 nodes and 1 KiB per value", () => {
-    const t = setup({ sources: sources({ nics: () => Array.from({ length: 20 }, (_, i) => nic(i, { rx_bytes: Number.MAX_SAFE_INTEGER })) }) });
+  test("the fullest possible report stays within 45 nodes and 1 KiB per value", () => {
+    const pci = (i: number): PciHealth => ({
+      bdf: `0000:${i.toString(16).padStart(2, "0")}:1f.7`, local: "ffff:ff:1f.7", state: "missing", vendor: "ffff", device: "ffff", since_ms: Number.MAX_SAFE_INTEGER, error: "€".repeat(400),
+    });
+    const t = setup({
+      sources: sources({
+        nics: () => Array.from({ length: 20 }, (_, i) => nic(i, { rx_bytes: Number.MAX_SAFE_INTEGER })),
+        pci: () => Array.from({ length: 20 }, (_, i) => pci(i)),
+      }),
+    });
     for (let i = 0; i < 16; i++) t.w.bootPhase(`phase_with_a_long_name_${i.toString(16)}`, Number.MAX_SAFE_INTEGER);
     t.w.agentOverhead(1);
     t.w.qemuStarted(4_194_304);
@@ -128,7 +136,10 @@ describe("health writer", () => {
     t.w.error("€".repeat(2000));
     t.w.start();
     expect(t.dom0.directory(`${BASE}/nic`)).toHaveLength(8);
-    expect(countNodes(t.dom0, BASE)).toBeLessThan(60);
+    expect(t.dom0.directory(`${BASE}/pci`)).toHaveLength(8);
+    // The error is cut to its byte bound, on a character boundary; the rest is kept.
+    expect(decodePci(t.dom0.read(`${BASE}/pci/7`))).toEqual({ ok: true, value: { ...pci(7), error: "€".repeat(133) } });
+    expect(countNodes(t.dom0, BASE)).toBeLessThanOrEqual(45);
     const walk = (p: string): void => {
       expect(t.dom0.read(p).length, p).toBeLessThan(1024);
       for (const c of t.dom0.directory(p)) walk(`${p}/${c}`);

@@ -4,7 +4,7 @@
 // frontend nodes as libxl does. Events go through the supervisor's EventQueue and Listeners.
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { CDROM_WATCH_TOKEN, watchCdroms, type CdromFdsets, type CdromQmp } from "../../agent/init/cdrom.ts";
-import { EventQueue, Listeners } from "../../agent/init/events.ts";
+import { EventQueue, Listeners, queueWatchEvents } from "../../agent/init/events.ts";
 import { createLogger } from "../../agent/log.ts";
 import { openXenStore, type FfiXenStore } from "../../ffi/xenstore.ts";
 import { startServer, type ServerProc } from "../xenstore/harness.ts";
@@ -57,8 +57,9 @@ beforeAll(async () => {
   };
   const queue = new EventQueue();
   const listeners = new Listeners();
+  queueWatchEvents(stub, queue);
   cd = watchCdroms({
-    xs: stub, stubDomid: STUB, queue, listeners, qmp: () => qmp,
+    xs: stub, stubDomid: STUB, listeners, qmp: () => qmp,
     // blkfront's /dev/xvdc: present from boot, a new node after each re-attach.
     devices: { waitFor: async () => {}, identity: () => `xvdc#${attaches}`, openReadOnly: () => 77, close: () => {} },
     log: createLogger({ sink: { write: (l) => lines.push(l) }, level: "debug" }), report: (m) => reports.push(m),
