@@ -59,7 +59,7 @@ const roots = (XEN: string) => [
  * NIC option ROMs (a guest whose QEMU runs in dom0, `--dm dom0`, has an e1000).
  */
 const trees = (XEN: string) => [`${XEN}/boot`, "/usr/share/seabios", "/etc/xen/scripts", "/usr/share/qemu/keymaps", "/usr/lib/ipxe/qemu"];
-const MODULES = ["xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc", "xen-netback", "xen-blkback", "bridge", "loop", "tun"];
+const MODULES = ["xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc", "xen-netback", "xen-blkback", "bridge", "loop", "tun", "xen-pciback"];
 const XENSTORE_TOOLS = ["read", "write", "list", "ls", "exists", "rm", "watch", "chmod"];
 
 export interface OuterImages {
@@ -81,7 +81,7 @@ async function inputKey(pkgs: DebPackage[], kernel: KernelBuild, xen: XenRelease
   const h = new Bun.CryptoHasher("sha256");
   h.update(`xen ${xen}\n${kernel.bzImage}\n`);
   for (const p of pkgs) h.update(`${p.name} ${p.version}\n`);
-  for (const f of ["dom0.ts", "dpkg-db.ts", "dom0-init.sh", "dom0-test.sh"]) h.update(await Bun.file(join(HERE, f)).bytes());
+  for (const f of ["dom0.ts", "dpkg-db.ts", "dom0-init.sh", "dom0-test.sh", "dom0-pci.sh", "dom0-saverestore.sh"]) h.update(await Bun.file(join(HERE, f)).bytes());
   for (const f of GUEST_INPUTS) h.update(await Bun.file(f).bytes());
   return h.digest("hex").slice(0, 16);
 }
@@ -154,6 +154,8 @@ export async function buildOuterImages(opts: { xen?: XenRelease; progress?: (lin
   const fs = new Rootfs();
   fs.file("init", { file: join(HERE, "dom0-init.sh") }, 0o755);
   fs.file("e2e/test.sh", { file: join(HERE, "dom0-test.sh") }, 0o755);
+  fs.file("e2e/pci.sh", { file: join(HERE, "dom0-pci.sh") }, 0o644);
+  fs.file("e2e/saverestore.sh", { file: join(HERE, "dom0-saverestore.sh") }, 0o644);
   fs.charDev("dev/console", 0o600, 5, 1);
   for (const d of ["proc", "sys", "tmp", "run", "var/log/xen", "var/lib/xen", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"]) fs.dir(d, 0o755);
   for (const [path, text] of await dpkgDatabase(pkgs)) fs.file(path, new TextEncoder().encode(text), 0o644);

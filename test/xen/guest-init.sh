@@ -7,6 +7,7 @@
 #   lease <ip> <router> | ping <router> ok|lost   | tick <n> (every second, for save/restore)
 #   poweroff button|signal (xl shutdown: the ACPI power button or Xen's PV control)
 #   cd <marker>|none  (the medium in the CD-ROM drive, whenever it changes: xl cd-insert/eject)
+#   pci <vendor:device,...>  (the PCI devices it sees, whenever they change: passthrough)
 /bin/busybox mkdir -p /proc /sys /dev /tmp /mnt /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -62,6 +63,14 @@ say "lease $ip $router"
 		umount /mnt
 	fi
 	[ "$m" != "$last" ] && say "cd $m" && last=$m
+	sleep 2
+done ) &
+
+# The PCI devices' IDs, sorted, whenever they change (xl pci-attach/detach of a passed-through
+# device arrives as an ACPI hotplug event).
+( last=""; while true; do
+	ids=$(for d in /sys/bus/pci/devices/*; do echo "$(cat $d/vendor):$(cat $d/device)"; done 2>/dev/null | sed 's/0x//g' | sort | tr '\n' ',')
+	[ "$ids" != "$last" ] && say "pci ${ids%,}" && last=$ids
 	sleep 2
 done ) &
 

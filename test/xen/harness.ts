@@ -31,7 +31,7 @@ export interface NestedXenOptions {
    * while the guest runs, to tell the platform's faults from ours; "saverestore": `xl save`
    * then `xl restore` of the guest.
    */
-  mode?: "full" | "create" | "relay" | "bunstress" | "soak" | "saverestore";
+  mode?: "full" | "create" | "relay" | "bunstress" | "soak" | "saverestore" | "pci";
   /** For mode "relay": how many clients (default 200); for "soak": how many seconds. */
   relayClients?: number;
   /** "dom0": the same guest with QEMU in dom0 (device_model_stubdomain_override=0), for comparison. */
@@ -280,8 +280,14 @@ export async function bootNestedXen(opts: NestedXenOptions): Promise<NestedXenRu
       ...(opts.stubCmdline?.length ? [`e2e.stubcmd=${opts.stubCmdline.join("+")}`] : []),
     ].join(" ");
     const timeoutS = Math.ceil((opts.timeoutMs ?? 600_000) / 1000);
+    // Mode "pci": an emulated IOMMU with interrupt remapping for Xen, and a spare e1000e for
+    // dom0 to hand to pciback (the nested machine has no other PCI device to pass through).
+    const pci = opts.mode === "pci"
+      ? ["-device", "intel-iommu,intremap=on,caching-mode=on", "-device", "e1000e,id=spare0"]
+      : [];
     const qemu = [
-      await outerQemuBinary(), "-machine", "q35", "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
+      await outerQemuBinary(), "-machine", opts.mode === "pci" ? "q35,kernel-irqchip=split" : "q35", ...pci,
+      "-accel", outerAccel(), "-cpu", outerCpu(), "-m", "2048", "-smp", outerSmp(),
       "-display", "none", "-monitor", "none", "-no-reboot",
       "-kernel", outer.xen, "-append", xenCmdline(),
       // Multiboot modules are comma-separated; a module's command line follows its path.

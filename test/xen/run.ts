@@ -1,12 +1,14 @@
 // `make e2e-xen`: one nested-Xen end-to-end run against a pair of stub domain images.
 //
-//   bun test/xen/run.ts [--xen 4.17|4.20] [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--save-restore [--dm dom0]] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
+//   bun test/xen/run.ts [--xen 4.17|4.20] [--images ours|baseline] [--floor START] [--relay N] [--soak SECONDS] [--bun-stress] [--save-restore [--dm dom0]] [--pci] [--pause-guest] [--stub-cmdline WORDS] [--debug] [--log FILE]
 //
 // ours = dist/qemu-stubdom-linux-{kernel,rootfs} (make build); baseline = the busybox shell
 // init of test/bench/baseline (built here if needed). STUBDOM_MEMORY=MiB overrides libxl's
 // default stub domain memory, at which both images run unless told. --floor searches
 // stubdomain_memory downwards in 8 MiB steps. --dm dom0 runs the same guest with QEMU in dom0
 // (device_model_stubdomain_override=0), for comparison (make bench's save/restore fields).
+// --pci passes a spare e1000e of the outer machine (behind its emulated IOMMU) to the guest
+// through the stub domain, and detaches and attaches it on the running guest (dom0-pci.sh).
 // Exit status 0 only if every check required for those images passed.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,6 +36,12 @@ export const SAVE_RESTORE_REQUIRED = [
   "destroy-clean",
 ];
 
+/** The checks of `--pci` (mode "pci"): a device passed through the stub domain (issue 22). */
+export const PCI_REQUIRED: Record<ImageKind, string[]> = {
+  ours: ["deb-install", "xl-create", "pci-create", "pci-status", "pci-detach", "pci-attach", "destroy-clean"],
+  baseline: ["xl-create", "pci-create", "pci-detach", "pci-attach", "destroy-clean"],
+};
+
 /** Checks only libxl >= 4.20 can run: `xl cd-eject`/`cd-insert` of a stub domain guest's CD-ROM. */
 export const XEN_4_20_REQUIRED = ["cdrom-change"];
 
@@ -43,8 +51,9 @@ export function fullChecks(kind: ImageKind, xen: XenRelease): string[] {
 }
 
 /** The checks each mode of the CLI must pass; the full run's are fullChecks(kind, xen). */
-function requiredChecks(kind: ImageKind, xen: XenRelease, mode: "full" | "relay" | "bunstress" | "soak" | "saverestore"): string[] {
+function requiredChecks(kind: ImageKind, xen: XenRelease, mode: "full" | "relay" | "bunstress" | "soak" | "saverestore" | "pci"): string[] {
   switch (mode) {
+    case "pci": return PCI_REQUIRED[kind];
     case "full": return fullChecks(kind, xen);
     case "relay": return ["xl-create", "relay-clients", "relay-rss", "destroy-clean"];
     case "bunstress": return ["xl-create", "destroy-clean"];
@@ -115,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
     `e2e-xen: Xen ${xen} images=${kind} STUBDOM_MEMORY=${mem ?? "default (libxl: 128 MiB + video RAM)"} outer ${outerQemu()} accel ${outerAccel()} cpu ${outerCpu()} smp ${outerSmp()}; Xen: ${xenCmdline()}` +
       (relayClients ? `; ${relayClients} relay clients` : ""),
   );
-  const mode = relayClients ? "relay" : soakSeconds ? "soak" : argv.includes("--bun-stress") ? "bunstress" : argv.includes("--save-restore") ? "saverestore" : "full";
+  const mode = relayClients ? "relay" : soakSeconds ? "soak" : argv.includes("--bun-stress") ? "bunstress" : argv.includes("--save-restore") ? "saverestore" : argv.includes("--pci") ? "pci" : "full";
   const r = await bootNestedXen({
     kind, xen, ...images, stubMemory: mem, mode,
     ...(relayClients ? { relayClients, timeoutMs: 420_000 + relayClients * 30_000 } : {}),
