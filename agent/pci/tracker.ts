@@ -97,11 +97,12 @@ export class PciTracker {
     } else {
       next = { bdf: a.bdf, ...where, state: "waiting" };
     }
+    if (next.error) next.error = headUtf8(next.error, MAX_PCI_ERROR_BYTES);
     if (prev && prev.state === next.state) {
-      this.devices.set(a.bdf, { ...prev, vendor: next.vendor, device: next.device });
+      // The same state: only its details may have changed, and it is not said again.
+      this.devices.set(a.bdf, { ...next, since_ms: prev.since_ms });
       return;
     }
-    if (next.error) next.error = headUtf8(next.error, MAX_PCI_ERROR_BYTES);
     this.devices.set(a.bdf, { ...next, since_ms: now });
     if (next.error) {
       const line = `pci: ${a.bdf}: ${next.error}`;

@@ -109,6 +109,12 @@ export function confinePolicy(input: ConfineInput): Policy {
   add("/sys", READ, "device and CPU topology");
   add("/dev/xen", DEVICE_RW | FS.READ_DIR, "privcmd, evtchn, gntdev, xenbus: the device model's hypercalls");
   add("/dev/net/tun", DEVICE_RW, "the guest NICs' taps");
+  // PCI passthrough (agent/pci): xen-pci-passthrough writes a device's config space through
+  // sysfs and, in QEMU 7.2, maps its MSI-X table through /dev/mem. pcifront adds the devices
+  // under /sys/devices after QEMU has started, so the rule covers that tree; the kernel's
+  // STRICT_DEVMEM and IO_STRICT_DEVMEM keep /dev/mem off RAM and off devices a driver holds.
+  add("/sys/devices", READ | FS.WRITE_FILE, "PCI passthrough: pcifront devices' config space");
+  add("/dev/mem", DEVICE_RW, "PCI passthrough: the MSI-X table (QEMU 7.2)");
   for (const d of ["/dev/null", "/dev/zero", "/dev/full"]) add(d, FS.READ_FILE | FS.WRITE_FILE, "standard device");
   for (const d of ["/dev/urandom", "/dev/random"]) add(d, FS.READ_FILE, "entropy");
   add(input.runDir, RUN_DIR, "QEMU's run directory");

@@ -70,6 +70,14 @@ describe("Landlock rules", () => {
     expect(rules.get("/usr")! & (FS.WRITE_FILE | FS.EXECUTE)).toBe(0);
     expect(rules.get(base.binary)! & FS.EXECUTE).toBeTruthy();
   });
+  test("PCI passthrough: config space writable under /sys/devices only, /dev/mem a device; the rest of /sys read-only", () => {
+    const rules = new Map(confinePolicy({ ...base, landlockAbi: 6 }).rules.map((r) => [r.path, r.access]));
+    expect(rules.get("/sys/devices")! & FS.WRITE_FILE).toBeTruthy();
+    expect(rules.get("/sys/devices")! & (FS.EXECUTE | FS.MAKE_REG | FS.REMOVE_FILE)).toBe(0);
+    expect(rules.get("/sys")! & FS.WRITE_FILE).toBe(0);
+    expect(rules.get("/dev/mem")! & FS.WRITE_FILE).toBeTruthy();
+    expect(rules.get("/dev/mem")! & FS.EXECUTE).toBe(0);
+  });
   test("rights are cut to what the kernel's ABI knows; no ABI, no rules", () => {
     for (const abi of [1, 2, 3, 4, 5, 6]) {
       for (const r of confinePolicy({ ...base, landlockAbi: abi }).rules) expect(r.access & ~handledFs(abi), `${abi} ${r.path}`).toBe(0);
