@@ -55,11 +55,16 @@ bench: build
 # Debian 12's Xen 4.17 or (XEN=4.20) Debian 13's Xen 4.20 with its QEMU 10 and Linux 6.12.
 # Ours is installed in dom0 from our package with dpkg -i. STUBDOM_MEMORY=MiB overrides libxl's
 # default stub domain memory (printed in the output).
-.PHONY: e2e-xen e2e-xen-baseline
+.PHONY: e2e-xen e2e-xen-baseline e2e-xen-pci
 e2e-xen: build
 	$(BUN) test/xen/run.ts --xen $(XEN) --images ours
 e2e-xen-baseline: deps
 	$(BUN) test/xen/run.ts --xen $(XEN) --images baseline
+# Issue 22: a spare e1000e of the outer machine, behind its emulated IOMMU, passed through to
+# the guest by our stub domain and the baseline's in turn (not in make test yet).
+e2e-xen-pci: build
+	$(BUN) test/xen/run.ts --xen $(XEN) --images ours --pci
+	$(BUN) test/xen/run.ts --xen $(XEN) --images baseline --pci
 
 # Issue 16: 20 minutes of dom0 QMP clients every 2 s and dom0 status every 5 s, the guest paused
 # (dom0-test.sh says why, and what became of the ARP traffic meant for its NIC); PID 1's RssAnon

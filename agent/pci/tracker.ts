@@ -52,7 +52,8 @@ export class PciTracker {
   refresh(): void {
     const { devices: listed, frontendState, problems } = readAssigned(this.deps.xs, this.deps.stubDomid);
     for (const p of problems) this.problem(`pci: ${p}`);
-    const now = this.deps.nowMs();
+    // Whole milliseconds: the report's times are integers (the writer refuses anything else).
+    const now = Math.round(this.deps.nowMs());
     const seen = new Set<string>();
     for (const a of listed) {
       if (seen.has(a.bdf)) continue;

@@ -66,8 +66,10 @@ say "lease $ip $router"
 	sleep 2
 done ) &
 
-# The PCI devices' IDs, sorted, whenever they change (xl pci-attach/detach of a passed-through
+# The hotplug slots ACPI gave the kernel (xl pci-attach/detach need them), then the PCI
+# devices' IDs, sorted, whenever they change (xl pci-attach/detach of a passed-through
 # device arrives as an ACPI hotplug event).
+say "pci-slots $(ls /sys/bus/pci/slots 2>/dev/null | tr '\n' ' ')"
 ( last=""; while true; do
 	ids=$(for d in /sys/bus/pci/devices/*; do echo "$(cat $d/vendor):$(cat $d/device)"; done 2>/dev/null | sed 's/0x//g' | sort | tr '\n' ',')
 	[ "$ids" != "$last" ] && say "pci ${ids%,}" && last=$ids

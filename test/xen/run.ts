@@ -38,8 +38,8 @@ export const SAVE_RESTORE_REQUIRED = [
 
 /** The checks of `--pci` (mode "pci"): a device passed through the stub domain (issue 22). */
 export const PCI_REQUIRED: Record<ImageKind, string[]> = {
-  ours: ["deb-install", "xl-create", "pci-create", "pci-status", "pci-detach", "pci-attach", "destroy-clean"],
-  baseline: ["xl-create", "pci-create", "pci-detach", "pci-attach", "destroy-clean"],
+  ours: ["deb-install", "xl-create", "pci-create", "pci-status", "pci-attach", "destroy-clean"],
+  baseline: ["xl-create", "pci-create", "pci-attach", "destroy-clean"],
 };
 
 /** Checks only libxl >= 4.20 can run: `xl cd-eject`/`cd-insert` of a stub domain guest's CD-ROM. */
