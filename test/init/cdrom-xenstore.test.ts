@@ -4,7 +4,7 @@
 // frontend nodes as libxl does. Events go through the supervisor's EventQueue and Listeners.
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { CDROM_WATCH_TOKEN, watchCdroms, type CdromFdsets, type CdromQmp } from "../../agent/init/cdrom.ts";
-import { EventQueue, Listeners, queueWatchEvents } from "../../agent/init/events.ts";
+import { watchLoop } from "./watch-loop.ts";
 import { createLogger } from "../../agent/log.ts";
 import { openXenStore, type FfiXenStore } from "../../ffi/xenstore.ts";
 import { startServer, type ServerProc } from "../xenstore/harness.ts";
@@ -55,19 +55,13 @@ beforeAll(async () => {
       throw new Error(command);
     },
   };
-  const queue = new EventQueue();
-  const listeners = new Listeners();
-  queueWatchEvents(stub, queue);
+  const listeners = watchLoop(stub, (err) => reports.push(String(err)));
   cd = watchCdroms({
     xs: stub, stubDomid: STUB, listeners, qmp: () => qmp,
     // blkfront's /dev/xvdc: present from boot, a new node after each re-attach.
     devices: { waitFor: async () => {}, identity: () => `xvdc#${attaches}`, openReadOnly: () => 77, close: () => {} },
     log: createLogger({ sink: { write: (l) => lines.push(l) }, level: "debug" }), report: (m) => reports.push(m),
   });
-  // The supervisor's loop, reduced to what these events need.
-  void (async () => {
-    for await (const e of queue) if (e.kind === "xenstore") listeners.dispatch(e, (err) => reports.push(String(err)));
-  })();
 });
 
 afterAll(async () => {

@@ -1,9 +1,10 @@
 // The PCI watch against the real xenstore stack: the project's xenstored (a separate process),
 // the real libxenstore through ffi/xenstore.ts, the stub domain connected as domain 5 without
 // privileges, dom0 writing the backend as libxl and pciback do, pcifront's state written as the
-// stub domain's kernel writes it. Events go through the supervisor's EventQueue and Listeners.
+// stub domain's kernel writes it. Events go through the supervisor's EventQueue and Listeners
+// (watch-loop.ts).
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { EventQueue, Listeners, queueWatchEvents } from "../../agent/init/events.ts";
+import { watchLoop } from "../init/watch-loop.ts";
 import type { PciSysfsDevice } from "../../agent/pci/sysfs.ts";
 import type { PciTracker } from "../../agent/pci/tracker.ts";
 import { PCI_WATCH_TOKEN, watchPci } from "../../agent/pci/watch.ts";
@@ -36,9 +37,7 @@ beforeAll(async () => {
   server = await startServer({ domains: [STUB] });
   dom0 = openXenStore({ path: server.socket });
   stub = openXenStore({ path: server.domainSocket(STUB) });
-  const queue = new EventQueue();
-  const listeners = new Listeners();
-  queueWatchEvents(stub, queue);
+  const listeners = watchLoop(stub, (err) => reports.push(String(err)));
   listeners.on("xenstore", (e) => void (e.token === PCI_WATCH_TOKEN && refreshed++));
   tracker = watchPci({
     xs: stub, stubDomid: STUB, sysfs: { device: (bdf) => hw.get(bdf) }, listeners, nowMs: () => now, log,
@@ -49,9 +48,6 @@ beforeAll(async () => {
       return () => void (t.cancelled = true);
     },
   });
-  void (async () => {
-    for await (const e of queue) if (e.kind === "xenstore") listeners.dispatch(e, (err) => reports.push(String(err)));
-  })();
 });
 
 afterAll(async () => {
