@@ -402,6 +402,13 @@ if [ "$created" = 1 ] && [ "$mode" = full ]; then
   # The guest is paused first. Running, it would race with the check: QEMU handling an I/O
   # request after `quit` powers the guest off itself (QEMU's Xen code, shutdown reason 0)
   # before our report. (When the guest was iPXE alone, its resets raced with it too.)
+  # The guest domain QEMU serves now: a guest that rebooted on its own (xl restarts it as a new
+  # domain) would otherwise leave this check reading the old domain's shutdown reason.
+  now_id=$(xl domid $guest 2>/dev/null)
+  if [ -n "$now_id" ] && [ "$now_id" != "$guest_id" ]; then
+    echo "E2E INFO guest restarted by xl: domain $guest_id -> $now_id ($(grep -a "^Domain $guest_id has shut down" /var/log/xen/xl-$guest.log | head -n 1))"
+    guest_id=$now_id
+  fi
   xl pause $guest
   [ "$kind" = ours ] && { watch_status & watch_pid=$!; watch_phase "$stub_id" & phase_pid=$!; sleep 2; }
   t1=$(ms)
