@@ -11,8 +11,7 @@
 // later look that address up (xen-host-pci-device.c), QEMU 7.2 (Debian 12) opens the host's
 // address in sysfs and fails; a warning says so once per device.
 //   any ──(substate Closing/Closed)──> removing
-import { headUtf8 } from "../health/cut.ts";
-import { MAX_PCI_ERROR_BYTES, type PciHealth, type PciState } from "../health/schema.ts";
+import type { PciHealth, PciState } from "../health/schema.ts";
 import type { Logger } from "../log.ts";
 import type { XenStore } from "../xenstore/types.ts";
 import { readString } from "../xenstore/util.ts";
@@ -98,7 +97,6 @@ export class PciTracker {
     } else {
       next = { bdf: a.bdf, ...where, state: "waiting" };
     }
-    if (next.error) next.error = headUtf8(next.error, MAX_PCI_ERROR_BYTES);
     if (prev && prev.state === next.state) {
       // The same state: only its details may have changed, and it is not said again.
       this.devices.set(a.bdf, { ...next, since_ms: prev.since_ms });
